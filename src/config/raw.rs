@@ -1,0 +1,60 @@
+//! The serde mirror of `proxy.toml`: shapes only, no meaning. Unknown keys are
+//! errors, so a typo never silently falls back to a default.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<RawListen>,
+    pub backend: Option<RawBackend>,
+    pub audit: Option<RawAudit>,
+    pub metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub address: Option<String>,
+    pub max_connections: Option<usize>,
+    pub handshake_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub url: Option<String>,
+    pub password_env: Option<String>,
+    pub pool_size: Option<usize>,
+    pub connect_timeout: Option<String>,
+    pub query_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: String,
+    pub password_hash: String,
+    pub tenant_id: u64,
+    pub policy: String,
+}

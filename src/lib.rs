@@ -1,0 +1,34 @@
+//! sqlguard: a MySQL-protocol proxy that enforces an SQL policy in front of MariaDB.
+//!
+//! # Layout
+//! Data flows one way: `frontend` → `session` → `guard` → `backend`.
+//!
+//! - [`frontend`]: the front door. TCP listener, connection limit, handshake,
+//!   authentication, and the opensrv-mysql shim that turns protocol commands
+//!   into session calls and backend results into packets.
+//! - [`session`]: one client connection's state (user, tenant, pinned backend
+//!   connection). The only place that calls guard → backend, in that order.
+//! - [`guard`]: pure, no I/O. Decides `Decision::Allow(CheckedSql)` or
+//!   `Decision::Deny(Denial)` for one statement.
+//! - [`backend`]: the mysql_async pool towards MariaDB; runs only `CheckedSql`.
+//! - [`config`]: `proxy.toml` parsed once, at start-up, into validated types.
+//! - [`policy`]: `policies/<name>.toml` compiled into what the guard reads.
+//! - [`error`]: the one mapping from errors to MySQL error codes.
+//! - [`mariadb`]: starts a private `mariadbd` (used by `sqlguard demo` and tests).
+//! - [`cli`]: the command line.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod frontend;
+pub mod guard;
+pub mod mariadb;
+pub mod policy;
+pub mod session;
+
+/// The demo schema and data (two tenants), loaded by `sqlguard demo` and the tests.
+pub const DEMO_FIXTURE_SQL: &str = include_str!("../fixtures/demo.sql");
+
+/// The demo `proxy.toml`, embedded so `sqlguard demo` works from any directory.
+pub const DEMO_PROXY_TOML: &str = include_str!("../proxy.toml");

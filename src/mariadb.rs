@@ -1,0 +1,1 @@
+//! Private mariadbd launcher. TODO

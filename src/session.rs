@@ -1,0 +1,1 @@
+//! One client connection's state. TODO
