@@ -1,1 +1,171 @@
-//! The backend. TODO
+//! The backend: a mysql_async pool towards MariaDB. A session pins one
+//! connection for its life and drops it when the client leaves; the pool then
+//! resets it (COM_RESET_CONNECTION) and re-runs the setup that pins `sql_mode`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+
+use crate::config::BackendConfig;
+
+/// The `sql_mode` every backend session runs with: MariaDB 10.11's default,
+/// written out so no server-side setting can change how the text sqlguard
+/// serializes is lexed (PARSER-DIFFERENTIALS.md §3). It has neither
+/// ANSI_QUOTES nor NO_BACKSLASH_ESCAPES nor PIPES_AS_CONCAT.
+pub const PINNED_SQL_MODE: &str =
+    "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION";
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// No connection could be had (database down, restarting, pool exhausted).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The pinned connection broke during a statement.
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+    /// MariaDB answered with an error; forwarded as is.
+    #[error("server error {code} ({state}): {message}")]
+    Server {
+        code: u16,
+        state: String,
+        message: String,
+    },
+}
+
+impl BackendError {
+    /// Classifies a mysql_async error raised while running a statement on a
+    /// pinned connection.
+    pub fn from_statement(error: mysql_async::Error) -> Self {
+        match error {
+            mysql_async::Error::Server(e) => BackendError::Server {
+                code: e.code,
+                state: e.state,
+                message: e.message,
+            },
+            other => BackendError::ConnectionLost(short_reason(&other)),
+        }
+    }
+
+    /// Whether the pinned connection must be thrown away after this error.
+    pub fn breaks_connection(&self) -> bool {
+        !matches!(self, BackendError::Server { .. })
+    }
+}
+
+fn short_reason(error: &mysql_async::Error) -> String {
+    match error {
+        mysql_async::Error::Io(e) => format!("I/O error: {e}"),
+        mysql_async::Error::Driver(e) => format!("driver error: {e}"),
+        other => other.to_string(),
+    }
+}
+
+/// The pool and what the proxy knows about the database behind it.
+#[derive(Clone)]
+pub struct Backend {
+    pool: Pool,
+    database: Arc<str>,
+    connect_timeout: Duration,
+}
+
+impl Backend {
+    pub fn new(config: &BackendConfig) -> Backend {
+        let mut setup = vec![format!("SET SESSION sql_mode = '{PINNED_SQL_MODE}'")];
+        if !config.query_timeout.is_zero() {
+            // MariaDB aborts the statement itself (error 1969), so a runaway
+            // query cannot hold a pinned connection forever.
+            setup.push(format!(
+                "SET SESSION max_statement_time = {}",
+                config.query_timeout.as_secs_f64()
+            ));
+        }
+        let pool_opts = PoolOpts::default()
+            .with_constraints(
+                PoolConstraints::new(0, config.pool_size).unwrap_or_default(),
+            )
+            .with_reset_connection(true);
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(config.host.clone())
+            .tcp_port(config.port)
+            .user(Some(config.user.clone()))
+            .pass(config.password.clone())
+            .db_name(Some(config.database.clone()))
+            .setup(setup)
+            .pool_opts(pool_opts)
+            .prefer_socket(false)
+            .tcp_nodelay(true);
+        Backend {
+            pool: Pool::new(Opts::from(opts)),
+            database: config.database.as_str().into(),
+            connect_timeout: config.connect_timeout,
+        }
+    }
+
+    /// The database every session is bound to.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// A connection for one session to pin.
+    pub async fn checkout(&self) -> Result<Conn, BackendError> {
+        match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(BackendError::Unavailable(short_reason(&e))),
+            Err(_) => Err(BackendError::Unavailable(format!(
+                "no connection within {:?}",
+                self.connect_timeout
+            ))),
+        }
+    }
+
+    /// `SELECT VERSION()`, e.g. `10.11.19-MariaDB-0+deb12u1`.
+    pub async fn server_version(&self) -> Result<String, BackendError> {
+        let mut conn = self.checkout().await?;
+        let version: Option<String> = conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(BackendError::from_statement)?;
+        version.ok_or_else(|| BackendError::ConnectionLost("VERSION() returned no row".into()))
+    }
+
+    /// Whether a connection can be had and answers (for readiness).
+    pub async fn ping(&self) -> bool {
+        match self.checkout().await {
+            Ok(mut conn) => conn.ping().await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = self.pool.disconnect().await;
+    }
+}
+
+/// The version string clients see in the handshake: the backend's version
+/// with the distribution suffix replaced by `-sqlguard`, and MariaDB's
+/// `5.5.5-` prefix, which old clients need and MariaDB clients strip.
+pub fn advertised_version(backend_version: &str) -> String {
+    match backend_version.find("-MariaDB") {
+        Some(end) => format!("5.5.5-{}-MariaDB-sqlguard", &backend_version[..end]),
+        None => {
+            let core = backend_version.split('-').next().unwrap_or(backend_version);
+            format!("{core}-sqlguard")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_keeps_the_backend_version() {
+        assert_eq!(
+            advertised_version("10.11.19-MariaDB-0+deb12u1"),
+            "5.5.5-10.11.19-MariaDB-sqlguard"
+        );
+        assert_eq!(advertised_version("8.0.36"), "8.0.36-sqlguard");
+    }
+}

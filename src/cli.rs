@@ -1,1 +1,261 @@
-//! CLI. TODO
+//! The command line: `serve`, `demo`, `check`, `validate`, `hash-password`.
+//! Each subcommand is a function returning an exit code; `main` only dispatches.
+
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config, Overrides};
+use crate::frontend::auth::NativePasswordHash;
+use crate::frontend::listener;
+use crate::guard::{self, Decision};
+use crate::mariadb::PrivateMariaDb;
+
+#[derive(Debug, Parser)]
+#[command(name = "sqlguard", version, about = "A guarded SQL proxy for MariaDB: authenticates, checks and rewrites every statement before it reaches the database.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the proxy in front of an existing database.
+    Serve {
+        #[arg(long, default_value = "proxy.toml")]
+        config: PathBuf,
+        /// Address to listen on (overrides listen.address).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// mysql://user@host:port/database (overrides backend.url).
+        #[arg(long, value_name = "URL")]
+        backend_url: Option<String>,
+        /// Address for /metrics (overrides metrics.address).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
+        /// Audit log path (overrides audit.path).
+        #[arg(long, value_name = "PATH")]
+        audit_log: Option<PathBuf>,
+    },
+    /// Start a private MariaDB with the demo data and serve the demo config in front of it.
+    Demo {
+        /// Address to listen on (default: listen.address of the demo proxy.toml).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Dry run: print the guard's decision and the SQL that would be forwarded.
+    /// Exit 0 allow, 1 deny, 2 error.
+    Check {
+        #[arg(long, default_value = "proxy.toml")]
+        config: PathBuf,
+        /// The proxy user whose tenant and policy apply.
+        #[arg(long)]
+        user: String,
+        /// The statement, or `-` (or nothing) to read it from stdin.
+        sql: Option<String>,
+    },
+    /// Check the configuration and its policies.
+    Validate {
+        #[arg(long, default_value = "proxy.toml")]
+        config: PathBuf,
+    },
+    /// Read a password on stdin and print its mysql_native_password hash.
+    HashPassword,
+}
+
+/// Runs a subcommand and returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            backend_url,
+            metrics_listen,
+            audit_log,
+        } => {
+            let overrides = Overrides {
+                listen,
+                backend_url,
+                metrics_listen,
+                audit_log,
+                ..Overrides::default()
+            };
+            let config = load_config(&config, &overrides)?;
+            serve(config).await
+        }
+        Command::Demo { listen } => demo(listen).await,
+        Command::Check { config, user, sql } => check(&config, &user, sql),
+        Command::Validate { config } => {
+            let overrides = Overrides {
+                skip_backend_password: true,
+                ..Overrides::default()
+            };
+            let config = load_config(&config, &overrides)?;
+            println!(
+                "ok: {} user(s), backend {}:{}/{}",
+                config.users.len(),
+                config.backend.host,
+                config.backend.port,
+                config.backend.database
+            );
+            Ok(0)
+        }
+        Command::HashPassword => hash_password(),
+    }
+}
+
+fn load_config(path: &Path, overrides: &Overrides) -> anyhow::Result<Config> {
+    Ok(config::load(path, overrides)?)
+}
+
+async fn serve(config: Config) -> anyhow::Result<i32> {
+    let proxy = listener::start(config).await.context("cannot start listener")?;
+    let token = proxy.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new connections, finishing running statements");
+        token.cancel();
+    });
+    proxy.wait().await;
+    Ok(0)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The demo's backend password: only ever used between the proxy and its own
+/// private, loopback-only MariaDB.
+const DEMO_BACKEND_PASSWORD: &str = "sqlguard-demo-backend";
+
+async fn demo(listen: Option<String>) -> anyhow::Result<i32> {
+    eprintln!("starting a private MariaDB with the demo data...");
+    let db = PrivateMariaDb::start().await?;
+    db.load_demo(DEMO_BACKEND_PASSWORD).await?;
+
+    let dir = std::env::temp_dir().join(format!("sqlguard-demo-{}", std::process::id()));
+    let policy_dir = dir.join("policies");
+    std::fs::create_dir_all(&policy_dir)
+        .with_context(|| format!("cannot create {}", policy_dir.display()))?;
+    for (stem, text) in crate::DEMO_POLICIES {
+        std::fs::write(policy_dir.join(format!("{stem}.toml")), text)?;
+    }
+    let overrides = Overrides {
+        listen,
+        backend_url: Some(format!("mysql://sqlguard@127.0.0.1:{}/shop", db.port())),
+        backend_password: Some(DEMO_BACKEND_PASSWORD.to_string()),
+        audit_log: Some(dir.join("audit.log")),
+        ..Overrides::default()
+    };
+    let config = config::load_str(
+        crate::DEMO_PROXY_TOML,
+        Path::new("proxy.toml (demo)"),
+        &policy_dir,
+        &overrides,
+    )?;
+    let proxy = match listener::start(config).await {
+        Ok(p) => p,
+        Err(e) => anyhow::bail!(
+            "cannot listen on the demo address: {e}; pick another with `sqlguard demo --listen 127.0.0.1:13307`"
+        ),
+    };
+    let port = proxy.addr.port();
+    println!(
+        "\nsqlguard demo is ready: a guarded MariaDB on {addr}\n\
+         \n  mariadb -h 127.0.0.1 -P {port} -u clawdbot -pmeyram-demo shop\n\
+         \nDemo users (passwords are for this demo only):\n\
+         \x20 clawdbot    / meyram-demo   tenant 1, reads and writes\n\
+         \x20 readonly    / reader-demo   tenant 1, reads only\n\
+         \x20 clawdbot_t2 / tenant2-demo  tenant 2, reads and writes\n\
+         \nThe private MariaDB itself (unguarded, root without password) is on 127.0.0.1:{dbport}.\n\
+         Press Ctrl-C to stop; the demo database is thrown away.",
+        addr = proxy.addr,
+        dbport = db.port(),
+    );
+    let token = proxy.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        token.cancel();
+    });
+    proxy.wait().await;
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(0)
+}
+
+fn check(config_path: &Path, user: &str, sql: Option<String>) -> anyhow::Result<i32> {
+    let overrides = Overrides {
+        skip_backend_password: true,
+        ..Overrides::default()
+    };
+    let config = match config::load(config_path, &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    };
+    let Some(user) = config.users.iter().find(|u| u.name == user) else {
+        eprintln!("error: no user {user:?} in {}", config_path.display());
+        return Ok(2);
+    };
+    let sql = match sql.as_deref() {
+        Some("-") | None => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            text
+        }
+        Some(text) => text.to_string(),
+    };
+    let ctx = guard::SessionContext {
+        user: &user.name,
+        tenant_id: user.tenant_id,
+        database: &config.backend.database,
+        policy: &user.policy,
+    };
+    match guard::check(&sql, &ctx) {
+        Decision::Allow { kind, sql } => {
+            println!("decision: allow\nkind: {kind}\nsql: {sql}");
+            Ok(0)
+        }
+        Decision::LocalOk { kind } => {
+            println!("decision: allow\nkind: {kind}\nsql: (answered by sqlguard, not forwarded)");
+            Ok(0)
+        }
+        Decision::Deny(denial) => {
+            println!(
+                "decision: deny\nkind: {}\nrule: {}\nmessage: {}",
+                denial.kind,
+                denial.rule,
+                denial.client_message()
+            );
+            Ok(1)
+        }
+    }
+}
+
+fn hash_password() -> anyhow::Result<i32> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("error: empty password on stdin");
+        return Ok(2);
+    }
+    println!("{}", NativePasswordHash::of_password(password.as_bytes()).to_hex());
+    Ok(0)
+}

@@ -94,6 +94,10 @@ pub struct Overrides {
     pub backend_url: Option<String>,
     pub metrics_listen: Option<String>,
     pub audit_log: Option<PathBuf>,
+    /// The backend password itself, for `sqlguard demo` (never a CLI flag).
+    pub backend_password: Option<String>,
+    /// `check` and `validate` do not connect, so they need no password.
+    pub skip_backend_password: bool,
 }
 
 /// Everything wrong with a configuration, one `key: problem` per line.
@@ -282,6 +286,8 @@ fn validate_backend(
         }
     };
     let password = match &raw.password_env {
+        _ if overrides.backend_password.is_some() => overrides.backend_password.clone(),
+        Some(_) if overrides.skip_backend_password => None,
         Some(var) => match std::env::var(var) {
             Ok(value) => Some(value),
             Err(_) => {

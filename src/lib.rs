@@ -32,3 +32,9 @@ pub const DEMO_FIXTURE_SQL: &str = include_str!("../fixtures/demo.sql");
 
 /// The demo `proxy.toml`, embedded so `sqlguard demo` works from any directory.
 pub const DEMO_PROXY_TOML: &str = include_str!("../proxy.toml");
+
+/// The policies the demo `proxy.toml` names, as `(file stem, text)`.
+pub const DEMO_POLICIES: &[(&str, &str)] = &[
+    ("clawdbot", include_str!("../policies/clawdbot.toml")),
+    ("readonly", include_str!("../policies/readonly.toml")),
+];

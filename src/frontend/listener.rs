@@ -1,1 +1,224 @@
-//! TODO
+//! The accept loop: one task per connection, `max_connections` (the next
+//! client gets error 1040), and graceful shutdown — stop accepting, let
+//! running statements finish within `shutdown_grace`, then return.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use opensrv_mysql::{AsyncMysqlIntermediary, IntermediaryOptions};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::{Backend, advertised_version};
+use crate::config::{Config, UserConfig};
+use crate::error;
+use crate::frontend::auth::ConnectionIds;
+use crate::frontend::shim::Shim;
+use crate::frontend::wire::{ConnSignals, GuardedReader, GuardedWriter};
+
+/// What opensrv writes to: buffered (GreptimeDB uses the same 100 KiB), so a
+/// streamed result goes out in large writes, not one syscall per row.
+pub type ClientWriter = BufWriter<GuardedWriter<OwnedWriteHalf>>;
+const WRITE_BUFFER_BYTES: usize = 100 * 1024;
+
+/// Advertised until the backend has told us its version.
+const FALLBACK_BACKEND_VERSION: &str = "10.11.0-MariaDB";
+const VERSION_RETRY: Duration = Duration::from_secs(2);
+
+/// What every connection of one proxy shares.
+pub struct Shared {
+    pub config: Config,
+    pub backend: Backend,
+    pub users: HashMap<String, Arc<UserConfig>>,
+    pub conn_ids: ConnectionIds,
+    version: RwLock<String>,
+}
+
+impl Shared {
+    pub fn advertised_version(&self) -> String {
+        match self.version.read() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_backend_version(&self, backend_version: &str) {
+        let v = advertised_version(backend_version);
+        match self.version.write() {
+            Ok(mut slot) => *slot = v,
+            Err(poisoned) => *poisoned.into_inner() = v,
+        }
+    }
+}
+
+/// A proxy that is accepting connections.
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RunningProxy {
+    /// Cancelling this token starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets running statements finish within
+    /// `listen.shutdown_grace`, and returns when every connection is gone.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Waits until the proxy stops (after its token was cancelled).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `config.listen.address` and starts serving.
+pub async fn start(config: Config) -> io::Result<RunningProxy> {
+    let listener = TcpListener::bind(config.listen.address).await?;
+    let addr = listener.local_addr()?;
+    let backend = Backend::new(&config.backend);
+    let users = config
+        .users
+        .iter()
+        .map(|u| (u.name.clone(), Arc::new(u.clone())))
+        .collect();
+    let shared = Arc::new(Shared {
+        backend,
+        users,
+        conn_ids: ConnectionIds::default(),
+        version: RwLock::new(advertised_version(FALLBACK_BACKEND_VERSION)),
+        config,
+    });
+    let shutdown = CancellationToken::new();
+    tokio::spawn(learn_backend_version(shared.clone(), shutdown.clone()));
+    let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
+    tracing::info!(%addr, "sqlguard listening");
+    Ok(RunningProxy {
+        addr,
+        shared,
+        shutdown,
+        task,
+    })
+}
+
+/// Asks the backend for its version until it answers, so clients see e.g.
+/// `10.11.19-MariaDB-sqlguard`; the proxy serves meanwhile.
+async fn learn_backend_version(shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        match shared.backend.server_version().await {
+            Ok(version) => {
+                shared.set_backend_version(&version);
+                tracing::info!(backend_version = %version, "backend reachable");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "backend not reachable yet"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(VERSION_RETRY) => {}
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(shared.config.listen.max_connections));
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match limit.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tracker.spawn(serve_connection(stream, peer, permit, shared.clone(), shutdown.clone()));
+            }
+            Err(_) => {
+                tracker.spawn(refuse_connection(stream, shared.config.listen.max_connections));
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    let grace = shared.config.listen.shutdown_grace;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(?grace, "connections still busy after the shutdown grace period");
+    }
+    shared.backend.clone().close().await;
+}
+
+/// The client over the limit gets MariaDB's 1040 as the first packet, in
+/// place of the greeting (no SQLSTATE: the client has not said it speaks
+/// protocol 4.1 yet), and is disconnected.
+async fn refuse_connection(mut stream: TcpStream, max: usize) {
+    let payload = error::err_packet_payload(&error::too_many_connections(max), false);
+    let mut packet = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+    packet.push(0);
+    packet.extend_from_slice(&payload);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(&packet).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (read_half, write_half) = stream.into_split();
+    let signals = Arc::new(ConnSignals::default());
+    let listen = &shared.config.listen;
+    let reader = GuardedReader::new(
+        read_half,
+        signals.clone(),
+        listen.handshake_timeout,
+        listen.idle_timeout,
+        shutdown,
+    );
+    let writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, GuardedWriter::new(write_half, signals.clone()));
+    let shim = Shim::new(shared.clone(), signals, peer);
+    let options = IntermediaryOptions {
+        // Every `USE` reaches the guard as a parsed statement (quirk 3).
+        process_use_statement_on_query: true,
+        reject_connection_on_dbname_absence: false,
+    };
+    if let Err(e) = AsyncMysqlIntermediary::run_with_options(shim, reader, writer, &options).await {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::PermissionDenied => {
+                tracing::debug!(client = %peer, error = %e, "connection closed")
+            }
+            _ => tracing::info!(client = %peer, error = %e, "connection closed"),
+        }
+    }
+}

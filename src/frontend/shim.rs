@@ -1,1 +1,223 @@
-//! TODO
+//! The opensrv-mysql callbacks for one connection. Thin on purpose: it
+//! overrides opensrv's insecure defaults (fixed scramble and connection id,
+//! `authenticate` = true) and hands every command to the [`Session`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use opensrv_mysql::{
+    AsyncMysqlShim, ErrorKind, InitWriter, ParamParser, QueryResultWriter, StatementMetaWriter,
+};
+
+use crate::config::UserConfig;
+use crate::error;
+use crate::frontend::auth::{NativePasswordHash, SCRAMBLE_LEN, new_scramble};
+use crate::frontend::listener::{ClientWriter, Shared};
+use crate::frontend::wire::ConnSignals;
+use crate::session::Session;
+
+/// The only authentication plugin sqlguard offers and accepts.
+const NATIVE_PASSWORD: &str = "mysql_native_password";
+
+pub struct Shim {
+    shared: Arc<Shared>,
+    signals: Arc<ConnSignals>,
+    conn_id: u32,
+    client_addr: SocketAddr,
+    /// Random per connection; opensrv asks for it twice (greeting and auth
+    /// check), so it is drawn once here.
+    scramble: [u8; SCRAMBLE_LEN],
+    version: String,
+    /// Set by `authenticate` (which only gets `&self`).
+    login: OnceLock<Arc<UserConfig>>,
+    session: Option<Session>,
+}
+
+impl Shim {
+    pub fn new(shared: Arc<Shared>, signals: Arc<ConnSignals>, client_addr: SocketAddr) -> Self {
+        let conn_id = shared.conn_ids.next();
+        let version = shared.advertised_version();
+        Shim {
+            shared,
+            signals,
+            conn_id,
+            client_addr,
+            scramble: new_scramble(),
+            version,
+            login: OnceLock::new(),
+            session: None,
+        }
+    }
+
+    /// The session, once logged in. opensrv runs the command loop even when a
+    /// handshake carried no user name (and so was never authenticated); every
+    /// command goes through here, so such a connection gets nowhere.
+    fn session(&mut self) -> Option<&mut Session> {
+        if self.session.is_none() {
+            let user = self.login.get()?.clone();
+            self.session = Some(Session::new(
+                self.conn_id,
+                self.client_addr,
+                user,
+                self.shared.backend.clone(),
+            ));
+        }
+        self.session.as_mut()
+    }
+
+    fn not_logged_in() -> (ErrorKind, &'static str, io::Error) {
+        (
+            ErrorKind::ER_ACCESS_DENIED_ERROR,
+            "sqlguard: not logged in",
+            io::Error::new(io::ErrorKind::PermissionDenied, "command before login"),
+        )
+    }
+
+    fn check_login(&self, username: &[u8], auth_data: &[u8]) -> Option<Arc<UserConfig>> {
+        let name = std::str::from_utf8(username).ok()?;
+        match self.shared.users.get(name) {
+            Some(user) => user
+                .password_hash
+                .verify(&self.scramble, auth_data)
+                .then(|| user.clone()),
+            None => {
+                // Same work as for a real user, so timing does not reveal names.
+                let _ = NativePasswordHash::of_password(b"").verify(&self.scramble, auth_data);
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl AsyncMysqlShim<ClientWriter> for Shim {
+    type Error = io::Error;
+
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    fn connect_id(&self) -> u32 {
+        self.conn_id
+    }
+
+    fn default_auth_plugin(&self) -> &str {
+        NATIVE_PASSWORD
+    }
+
+    async fn auth_plugin_for_username(&self, _user: &[u8]) -> &str {
+        NATIVE_PASSWORD
+    }
+
+    fn salt(&self) -> [u8; SCRAMBLE_LEN] {
+        self.scramble
+    }
+
+    async fn authenticate(
+        &self,
+        auth_plugin: &str,
+        username: &[u8],
+        _salt: &[u8],
+        auth_data: &[u8],
+    ) -> bool {
+        let user = if auth_plugin == NATIVE_PASSWORD {
+            self.check_login(username, auth_data)
+        } else {
+            None
+        };
+        match user {
+            Some(user) => {
+                tracing::debug!(conn_id = self.conn_id, user = %user.name, "login");
+                let _ = self.login.set(user);
+                self.signals.set_authenticated();
+                true
+            }
+            None => {
+                let name = String::from_utf8_lossy(username);
+                tracing::warn!(conn_id = self.conn_id, user = %name, client = %self.client_addr, "login failed");
+                let e = error::access_denied(&name, &self.client_addr.ip().to_string(), !auth_data.is_empty());
+                self.signals
+                    .replace_auth_failure(error::err_packet_payload(&e, true));
+                false
+            }
+        }
+    }
+
+    async fn on_init<'a>(
+        &'a mut self,
+        database: &'a str,
+        writer: InitWriter<'a, ClientWriter>,
+    ) -> io::Result<()> {
+        let Some(session) = self.session() else {
+            let (kind, msg, err) = Self::not_logged_in();
+            writer.error(kind, msg.as_bytes()).await?;
+            return Err(err);
+        };
+        let result = match session.allow_database(database) {
+            Ok(()) => writer.ok().await,
+            Err(e) => writer.error(e.kind, e.message.as_bytes()).await,
+        };
+        self.signals.command_done();
+        result
+    }
+
+    async fn on_query<'a>(
+        &'a mut self,
+        query: &'a str,
+        writer: QueryResultWriter<'a, ClientWriter>,
+    ) -> io::Result<()> {
+        let reset = self.signals.take_reset_request();
+        let signals = self.signals.clone();
+        let Some(session) = self.session() else {
+            let (kind, msg, err) = Self::not_logged_in();
+            writer.error(kind, msg.as_bytes()).await?;
+            return Err(err);
+        };
+        if reset {
+            session.reset_backend().await;
+        }
+        let result = session.query(query, writer).await;
+        signals.command_done();
+        result
+    }
+
+    async fn on_prepare<'a>(
+        &'a mut self,
+        _query: &'a str,
+        writer: StatementMetaWriter<'a, ClientWriter>,
+    ) -> io::Result<()> {
+        if self.session().is_none() {
+            let (kind, msg, err) = Self::not_logged_in();
+            writer.error(kind, msg.as_bytes()).await?;
+            return Err(err);
+        }
+        writer
+            .error(
+                ErrorKind::ER_UNSUPPORTED_PS,
+                b"sqlguard: prepared statements are not supported yet; send the statement as a text query",
+            )
+            .await
+    }
+
+    async fn on_execute<'a>(
+        &'a mut self,
+        id: u32,
+        _params: ParamParser<'a>,
+        writer: QueryResultWriter<'a, ClientWriter>,
+    ) -> io::Result<()> {
+        writer
+            .error(
+                ErrorKind::ER_UNKNOWN_STMT_HANDLER,
+                format!("sqlguard: unknown prepared statement handler ({id}) given to EXECUTE").as_bytes(),
+            )
+            .await
+    }
+
+    async fn on_close<'a>(&'a mut self, _id: u32)
+    where
+        ClientWriter: 'async_trait,
+    {
+    }
+}

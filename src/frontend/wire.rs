@@ -1,1 +1,427 @@
-//! TODO
+//! Wrappers around a client's byte streams that do what opensrv-mysql cannot
+//! (ARCHITECTURE.md, "Quirks"): handshake and idle timeouts, graceful
+//! shutdown between commands, a cap on packet size, spotting commands opensrv
+//! answers by itself, and replacing its login-failure packet with error 1045.
+//! They follow the packet framing only; they never parse SQL.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// One MySQL command may span several 16 MiB packets; a statement is capped at
+/// 64 KiB by the guard, so anything near this size is an attack on memory.
+pub const MAX_COMMAND_BYTES: usize = 16 * 1024 * 1024;
+
+const COM_CHANGE_USER: u8 = 0x11;
+const COM_RESET_CONNECTION: u8 = 0x1f;
+
+/// State shared by one connection's reader, writer and shim.
+#[derive(Debug)]
+pub struct ConnSignals {
+    start: Instant,
+    authenticated: AtomicBool,
+    /// Set by the shim when a login fails: the ERR payload to send instead of opensrv's.
+    auth_failure: Mutex<Option<Vec<u8>>>,
+    auth_failed: AtomicBool,
+    /// The client sent COM_RESET_CONNECTION, which opensrv answers with OK
+    /// without telling us; the session resets its backend before the next command.
+    reset_requested: AtomicBool,
+    /// Milliseconds since `start` at which the last command finished.
+    last_command_done_ms: AtomicU64,
+}
+
+impl Default for ConnSignals {
+    fn default() -> Self {
+        ConnSignals {
+            start: Instant::now(),
+            authenticated: AtomicBool::new(false),
+            auth_failure: Mutex::new(None),
+            auth_failed: AtomicBool::new(false),
+            reset_requested: AtomicBool::new(false),
+            last_command_done_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ConnSignals {
+    pub fn set_authenticated(&self) {
+        self.authenticated.store(true, Ordering::Release);
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::Acquire)
+    }
+
+    /// The next packet opensrv writes (its login-failure ERR) is replaced by `payload`.
+    pub fn replace_auth_failure(&self, payload: Vec<u8>) {
+        if let Ok(mut slot) = self.auth_failure.lock() {
+            *slot = Some(payload);
+        }
+        self.auth_failed.store(true, Ordering::Release);
+    }
+
+    fn take_auth_failure(&self) -> Option<Vec<u8>> {
+        if !self.auth_failed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.auth_failure.lock().ok().and_then(|mut slot| slot.take())
+    }
+
+    pub fn take_reset_request(&self) -> bool {
+        self.reset_requested.swap(false, Ordering::AcqRel)
+    }
+
+    /// Called by the session after each command, so time spent running a
+    /// statement does not count as the client being idle.
+    pub fn command_done(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_command_done_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last_command_done(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_command_done_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Where the reader is in the packet stream.
+#[derive(Debug, Default)]
+struct Framing {
+    header: [u8; 4],
+    header_len: usize,
+    payload_left: usize,
+    /// The next payload byte is the first of a packet with sequence id `seq`.
+    at_payload_start: bool,
+    seq: u8,
+    command_bytes: usize,
+}
+
+impl Framing {
+    /// True between packets: nothing of a packet has been read yet.
+    fn at_boundary(&self) -> bool {
+        self.header_len == 0 && self.payload_left == 0 && !self.at_payload_start
+    }
+
+    /// Follows the framing over `bytes`; returns an error to close the connection.
+    fn observe(&mut self, mut bytes: &[u8], signals: &ConnSignals) -> io::Result<()> {
+        while !bytes.is_empty() {
+            if self.payload_left == 0 && !self.at_payload_start {
+                let take = (4 - self.header_len).min(bytes.len());
+                self.header[self.header_len..self.header_len + take]
+                    .copy_from_slice(&bytes[..take]);
+                self.header_len += take;
+                bytes = &bytes[take..];
+                if self.header_len == 4 {
+                    let len = u32::from_le_bytes([self.header[0], self.header[1], self.header[2], 0])
+                        as usize;
+                    self.seq = self.header[3];
+                    self.header_len = 0;
+                    if self.seq == 0 {
+                        self.command_bytes = 0;
+                    }
+                    self.command_bytes += len;
+                    if self.command_bytes > MAX_COMMAND_BYTES {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("client command larger than {MAX_COMMAND_BYTES} bytes"),
+                        ));
+                    }
+                    self.payload_left = len;
+                    self.at_payload_start = len > 0;
+                }
+                continue;
+            }
+            if self.at_payload_start {
+                self.at_payload_start = false;
+                if self.seq == 0 && signals.is_authenticated() {
+                    inspect_command(bytes[0], signals)?;
+                }
+            }
+            let take = self.payload_left.min(bytes.len());
+            self.payload_left -= take;
+            bytes = &bytes[take..];
+        }
+        Ok(())
+    }
+}
+
+fn inspect_command(command: u8, signals: &ConnSignals) -> io::Result<()> {
+    match command {
+        // opensrv would answer OK and the client would believe it is now
+        // another user; the proxy user is fixed for the connection's life.
+        COM_CHANGE_USER => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "COM_CHANGE_USER is not supported; reconnect as the other user",
+        )),
+        COM_RESET_CONNECTION => {
+            signals.reset_requested.store(true, Ordering::Release);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The client's read half, with timeouts, shutdown and framing checks.
+pub struct GuardedReader<R> {
+    inner: R,
+    signals: std::sync::Arc<ConnSignals>,
+    framing: Framing,
+    handshake_deadline: Instant,
+    idle_timeout: Duration,
+    last_read: Instant,
+    timer: Pin<Box<Sleep>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<R> GuardedReader<R> {
+    pub fn new(
+        inner: R,
+        signals: std::sync::Arc<ConnSignals>,
+        handshake_timeout: Duration,
+        idle_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let now = Instant::now();
+        let handshake_deadline = now + handshake_timeout;
+        GuardedReader {
+            inner,
+            signals,
+            framing: Framing::default(),
+            handshake_deadline,
+            idle_timeout,
+            last_read: now,
+            timer: Box::pin(tokio::time::sleep_until(handshake_deadline)),
+            shutdown: Box::pin(shutdown.cancelled_owned()),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        if self.signals.is_authenticated() {
+            self.last_read.max(self.signals.last_command_done()) + self.idle_timeout
+        } else {
+            self.handshake_deadline
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for GuardedReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        // Shutting down: end the session between commands, never inside one.
+        if this.framing.at_boundary() && this.shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let read = &buf.filled()[before..];
+                if !read.is_empty() {
+                    this.last_read = Instant::now();
+                    this.framing.observe(read, &this.signals)?;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let deadline = this.deadline();
+                if this.timer.deadline() != deadline {
+                    this.timer.as_mut().reset(deadline);
+                }
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    let what = if this.signals.is_authenticated() {
+                        "idle timeout"
+                    } else {
+                        "handshake timeout"
+                    };
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// The client's write half; replaces opensrv's login-failure packet (error
+/// 1698, "Authenticate failed") with MariaDB's 1045 "Access denied".
+pub struct GuardedWriter<W> {
+    inner: W,
+    signals: std::sync::Arc<ConnSignals>,
+    rewrite: Rewrite,
+    pending: Vec<u8>,
+    pending_pos: usize,
+}
+
+enum Rewrite {
+    /// Watching for a login failure.
+    Armed,
+    /// Swallowing opensrv's ERR packet until it is complete.
+    Capturing { replacement: Vec<u8>, captured: Vec<u8> },
+    /// Login is settled; bytes pass straight through.
+    Done,
+}
+
+impl<W> GuardedWriter<W> {
+    pub fn new(inner: W, signals: std::sync::Arc<ConnSignals>) -> Self {
+        GuardedWriter {
+            inner,
+            signals,
+            rewrite: Rewrite::Armed,
+            pending: Vec::new(),
+            pending_pos: 0,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> GuardedWriter<W> {
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.pending_pos < self.pending.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.pending_pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pending_pos += n;
+        }
+        self.pending.clear();
+        self.pending_pos = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Returns true if `buf` was taken by the rewrite.
+    fn capture(&mut self, buf: &[u8]) -> bool {
+        if let Rewrite::Armed = self.rewrite {
+            if self.signals.is_authenticated() {
+                self.rewrite = Rewrite::Done;
+            } else if let Some(replacement) = self.signals.take_auth_failure() {
+                self.rewrite = Rewrite::Capturing {
+                    replacement,
+                    captured: Vec::new(),
+                };
+            }
+        }
+        let Rewrite::Capturing {
+            replacement,
+            captured,
+        } = &mut self.rewrite
+        else {
+            return false;
+        };
+        captured.extend_from_slice(buf);
+        if captured.len() >= 4 {
+            let len = u32::from_le_bytes([captured[0], captured[1], captured[2], 0]) as usize;
+            if captured.len() >= 4 + len {
+                let seq = captured[3];
+                let rest = captured.split_off(4 + len);
+                let payload_len = (replacement.len() as u32).to_le_bytes();
+                self.pending.extend_from_slice(&payload_len[..3]);
+                self.pending.push(seq);
+                self.pending.extend_from_slice(replacement);
+                self.pending.extend_from_slice(&rest);
+                self.rewrite = Rewrite::Done;
+            }
+        }
+        true
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for GuardedWriter<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if !matches!(this.rewrite, Rewrite::Done) && this.capture(buf) {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+        p.push(seq);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn framing_spots_commands_across_split_reads() {
+        let signals = ConnSignals::default();
+        signals.set_authenticated();
+        let mut framing = Framing::default();
+        let mut bytes = packet(0, b"\x03SELECT 1");
+        bytes.extend(packet(0, &[COM_RESET_CONNECTION]));
+        for chunk in bytes.chunks(3) {
+            framing.observe(chunk, &signals).unwrap();
+        }
+        assert!(framing.at_boundary());
+        assert!(signals.take_reset_request());
+        let err = framing.observe(&packet(0, &[COM_CHANGE_USER, b'x']), &signals);
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn framing_ignores_command_bytes_before_login() {
+        let signals = ConnSignals::default();
+        let mut framing = Framing::default();
+        framing.observe(&packet(0, &[COM_CHANGE_USER]), &signals).unwrap();
+    }
+
+    #[test]
+    fn framing_caps_command_size() {
+        let signals = ConnSignals::default();
+        let mut framing = Framing::default();
+        let header = [0xff, 0xff, 0xff, 0];
+        framing.observe(&header, &signals).unwrap();
+        framing.payload_left = 0;
+        framing.at_payload_start = false;
+        let err = framing.observe(&[0xff, 0xff, 0xff, 1], &signals);
+        assert!(err.is_err());
+    }
+
+    #[tokio::test]
+    async fn login_failure_packet_is_replaced() {
+        use tokio::io::AsyncWriteExt;
+        let signals = std::sync::Arc::new(ConnSignals::default());
+        let mut out = Vec::new();
+        {
+            let mut w = GuardedWriter::new(&mut out, signals.clone());
+            w.write_all(&packet(0, b"\x0ahandshake")).await.unwrap();
+            signals.replace_auth_failure(b"\xff\x15\x04#28000denied".to_vec());
+            let original = packet(2, b"\xff\xa2\x06#28000Authenticate failed");
+            w.write_all(&original[..5]).await.unwrap();
+            w.write_all(&original[5..]).await.unwrap();
+            w.flush().await.unwrap();
+        }
+        let mut expected = packet(0, b"\x0ahandshake");
+        expected.extend(packet(2, b"\xff\x15\x04#28000denied"));
+        assert_eq!(out, expected);
+    }
+}
