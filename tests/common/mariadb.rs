@@ -27,9 +27,14 @@ pub fn direct_opts(db: &PrivateMariaDb) -> mysql_async::Opts {
 
 /// Connection options for the backend account the proxy uses, database `shop`.
 pub fn backend_opts(db: &PrivateMariaDb) -> mysql_async::Opts {
+    backend_opts_at(db.port())
+}
+
+/// Backend-account options for a MariaDB known only by its port.
+pub fn backend_opts_at(port: u16) -> mysql_async::Opts {
     mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
-        .tcp_port(db.port())
+        .tcp_port(port)
         .user(Some(BACKEND_USER))
         .pass(Some(BACKEND_PASSWORD))
         .db_name(Some(DEMO_DATABASE))

@@ -1,0 +1,50 @@
+//! A measuring client for scripts/measure-proxy.sh (not part of the proxy).
+//!
+//!   measure_client loop URL N     N point SELECTs on one connection; prints elapsed ms
+//!   measure_client stream URL SQL runs SQL, counts rows without keeping them; prints count and ms
+
+use std::time::Instant;
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: measure_client loop URL N | stream URL SQL";
+    let (mode, url, arg) = match args.as_slice() {
+        [_, mode, url, arg] => (mode.as_str(), url.as_str(), arg.as_str()),
+        _ => return Err(usage.into()),
+    };
+    let mut conn = Conn::new(Opts::from_url(url)?).await?;
+    match mode {
+        "loop" => {
+            let n: u32 = arg.parse()?;
+            // Warm up the connection and the server's caches.
+            for id in 1..=10u32 {
+                let _: Option<String> = conn.query_first(format!("SELECT c FROM bench_points WHERE id = {id}")).await?;
+            }
+            let start = Instant::now();
+            for i in 0..n {
+                let id = 1 + i % 500;
+                let row: Option<String> = conn.query_first(format!("SELECT c FROM bench_points WHERE id = {id}")).await?;
+                if row.is_none() {
+                    return Err(format!("no row for id {id}").into());
+                }
+            }
+            let elapsed = start.elapsed();
+            println!("{n} point selects: {:.1} ms ({:.1} us/statement)", elapsed.as_secs_f64() * 1e3, elapsed.as_secs_f64() * 1e6 / n as f64);
+        }
+        "stream" => {
+            let start = Instant::now();
+            let mut result = conn.query_iter(arg).await?;
+            let mut rows = 0u64;
+            while result.next().await?.is_some() {
+                rows += 1;
+            }
+            println!("{rows} rows streamed in {:.0} ms", start.elapsed().as_secs_f64() * 1e3);
+        }
+        _ => return Err(usage.into()),
+    }
+    Ok(())
+}
