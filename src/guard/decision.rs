@@ -140,6 +140,12 @@ rules! {
     HexLiteral => "hex_literal", Statement;
     SelectInto => "select_into", Statement;
     LockingClause => "locking_clause", Statement;
+    AmbiguousLiteral => "ambiguous_literal", Statement;
+    FunctionNotAllowed => "function_not_allowed", Statement;
+    SystemSchema => "system_schema", TableAccess;
+    OtherDatabase => "other_database", TableAccess;
+    UpdateWithoutWhere => "update_without_where", Statement;
+    RoundTrip => "round_trip", Statement;
 }
 
 impl fmt::Display for Rule {
