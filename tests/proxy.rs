@@ -287,8 +287,12 @@ async fn backend_killed_and_restarted_while_the_proxy_runs() {
     assert_eq!(code, 1105, "{message}");
     assert!(message.starts_with("sqlguard: "), "{message}");
     // While the database is down, logins still work (they are the proxy's)
-    // and statements say the database is unavailable.
-    let mut late = connect(&proxy, CLAWDBOT).await;
+    // and statements say the database is unavailable. (mysql_async asks for
+    // @@max_allowed_packet and @@wait_timeout on connect unless told them.)
+    let late_opts = mysql_async::OptsBuilder::from_opts(proxy_opts(&proxy, CLAWDBOT))
+        .max_allowed_packet(Some(16 << 20))
+        .wait_timeout(Some(28800));
+    let mut late = Conn::new(late_opts).await.expect("login while the database is down");
     let (_, message) = server_error(late.query_drop("SELECT 1").await);
     assert!(message.contains("unavailable"), "{message}");
 
@@ -313,16 +317,18 @@ async fn shutdown_lets_the_running_statement_finish() {
     let slow = tokio::spawn(async move {
         let n: Option<i64> = conn
             .query_first(
-                "SELECT COUNT(*) FROM bench_points a JOIN bench_points b JOIN bench_points c",
+                // About two seconds of work on the database.
+                "SELECT COUNT(*) FROM bench_points a JOIN bench_points b JOIN bench_points c WHERE c.id <= 20",
             )
             .await
             .unwrap();
         n
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!slow.is_finished(), "the statement should still be running");
     proxy.shutdown().await;
     let n = slow.await.unwrap();
-    assert!(n.unwrap_or(0) > 0, "the running statement completed");
+    assert_eq!(n, Some(20_000_000), "the running statement completed");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }
 
