@@ -847,3 +847,29 @@ fn rule_names_are_unique() {
     names.dedup();
     assert_eq!(before, names.len());
 }
+
+#[test]
+fn more_session_forms() {
+    check_allow_with(
+        &read_only(),
+        "SHOW SESSION VARIABLES LIKE 'time_zone'",
+        "SHOW SESSION VARIABLES LIKE 'time_zone'",
+    );
+    check_allow_with(
+        &read_only(),
+        "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'",
+        "SET NAMES 'utf8mb4' COLLATE utf8mb4_unicode_ci",
+    );
+    check_allow_with(
+        &read_only(),
+        "SET sql_mode = CONCAT(@@session.sql_mode, ',NO_ZERO_DATE')",
+        "SET sql_mode = CONCAT(@@session.sql_mode, ',NO_ZERO_DATE')",
+    );
+    check_deny("SET autocommit = (SELECT 1)", Rule::SessionVariable);
+    check_deny("SELECT `sleep`(1)", Rule::FunctionNotAllowed);
+    check_deny(
+        "UPDATE orders JOIN mysql.user ON 1 = 1 SET a = 1 WHERE 1 = 1",
+        Rule::SystemSchema,
+    );
+    check_deny("SELECT 1 UNION SELECT 2 INTO @x", Rule::SelectInto);
+}
