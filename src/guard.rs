@@ -172,7 +172,10 @@ pub fn allow_database(database: &str, session: &SessionContext<'_>) -> Result<()
             Rule::DatabaseNotAllowed,
             StatementKind::Use,
             format!("access to database '{database}' is denied"),
-            Some(format!("this session may only use the database '{}'", session.database)),
+            Some(format!(
+                "this session may only use the database '{}'",
+                session.database
+            )),
         ))
     }
 }

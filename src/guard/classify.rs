@@ -134,11 +134,9 @@ pub(super) fn kind_of(statement: &Statement) -> StatementKind {
 fn refuse(kind: StatementKind, label: &str, session: &SessionContext<'_>) -> Denial {
     let user = session.user;
     let hint = match kind {
-        StatementKind::Delete => {
-            "rows are never deleted; to cancel an order, \
+        StatementKind::Delete => "rows are never deleted; to cancel an order, \
              UPDATE orders SET status = 'Annulé' WHERE id = '<order uuid>'"
-                .to_string()
-        }
+            .to_string(),
         StatementKind::Replace => "REPLACE deletes the existing row; use INSERT for a new row, \
              or UPDATE ... WHERE id = '<uuid>' to change one"
             .to_string(),

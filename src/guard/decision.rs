@@ -7,7 +7,10 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Forward `sql` (serialized from the checked AST) to the backend.
-    Allow { kind: StatementKind, sql: CheckedSql },
+    Allow {
+        kind: StatementKind,
+        sql: CheckedSql,
+    },
     /// Answer OK without touching the backend (e.g. `USE <the configured db>`,
     /// which the pinned backend connection already uses).
     LocalOk { kind: StatementKind },

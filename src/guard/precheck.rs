@@ -30,7 +30,12 @@ pub const MAX_OPERATOR_TOKENS: usize = 256;
 pub const MAX_NESTING: usize = 32;
 
 fn deny(rule: Rule, message: impl Into<String>, hint: &str) -> Denial {
-    Denial::new(rule, StatementKind::Unknown, message, Some(hint.to_string()))
+    Denial::new(
+        rule,
+        StatementKind::Unknown,
+        message,
+        Some(hint.to_string()),
+    )
 }
 
 /// Checks on the text as bytes and characters: cheap, and independent of how
@@ -328,7 +333,9 @@ pub(super) fn ambiguous(operator: &str, hint: &str) -> Denial {
     Denial::new(
         Rule::AmbiguousOperator,
         StatementKind::Unknown,
-        format!("the operator {operator} is not allowed (MariaDB and sqlguard read it differently)"),
+        format!(
+            "the operator {operator} is not allowed (MariaDB and sqlguard read it differently)"
+        ),
         Some(hint.to_string()),
     )
 }
@@ -403,11 +410,23 @@ mod tests {
 
     #[test]
     fn executable_comments_and_hints() {
-        assert_eq!(text_rule("SELECT /*!999999 1 */ 2"), Some(Rule::ExecutableComment));
-        assert_eq!(text_rule("/*M! DROP TABLE products */"), Some(Rule::ExecutableComment));
-        assert_eq!(text_rule("SELECT 1 /*m!100000 , 2 */"), Some(Rule::ExecutableComment));
+        assert_eq!(
+            text_rule("SELECT /*!999999 1 */ 2"),
+            Some(Rule::ExecutableComment)
+        );
+        assert_eq!(
+            text_rule("/*M! DROP TABLE products */"),
+            Some(Rule::ExecutableComment)
+        );
+        assert_eq!(
+            text_rule("SELECT 1 /*m!100000 , 2 */"),
+            Some(Rule::ExecutableComment)
+        );
         assert_eq!(text_rule("SELECT '/*!'"), Some(Rule::ExecutableComment));
-        assert_eq!(text_rule("SELECT /*+ MAX_EXECUTION_TIME(1) */ 1"), Some(Rule::OptimizerHint));
+        assert_eq!(
+            text_rule("SELECT /*+ MAX_EXECUTION_TIME(1) */ 1"),
+            Some(Rule::OptimizerHint)
+        );
         assert_eq!(text_rule("SELECT /* plain */ 1 /*M*/"), None);
         assert_eq!(text_rule("SELECT 1 /*"), None);
     }
@@ -418,11 +437,26 @@ mod tests {
         assert_eq!(text_rule("SELECT \"a\u{3000}b\""), None);
         assert_eq!(text_rule("SELECT 'it\\'s\u{a0}'"), None);
         assert_eq!(text_rule("SELECT\u{a0}1"), Some(Rule::NonAsciiWhitespace));
-        assert_eq!(text_rule("SELECT 1 --\u{a0}x"), Some(Rule::NonAsciiWhitespace));
-        assert_eq!(text_rule("SELECT '--\u{3000}'"), Some(Rule::NonAsciiWhitespace));
-        assert_eq!(text_rule("SELECT `a\u{2003}b`"), Some(Rule::NonAsciiWhitespace));
-        assert_eq!(text_rule("SELECT 1 # x\u{85}"), Some(Rule::NonAsciiWhitespace));
-        assert_eq!(text_rule("SELECT 1 /* \u{2028} */"), Some(Rule::NonAsciiWhitespace));
+        assert_eq!(
+            text_rule("SELECT 1 --\u{a0}x"),
+            Some(Rule::NonAsciiWhitespace)
+        );
+        assert_eq!(
+            text_rule("SELECT '--\u{3000}'"),
+            Some(Rule::NonAsciiWhitespace)
+        );
+        assert_eq!(
+            text_rule("SELECT `a\u{2003}b`"),
+            Some(Rule::NonAsciiWhitespace)
+        );
+        assert_eq!(
+            text_rule("SELECT 1 # x\u{85}"),
+            Some(Rule::NonAsciiWhitespace)
+        );
+        assert_eq!(
+            text_rule("SELECT 1 /* \u{2028} */"),
+            Some(Rule::NonAsciiWhitespace)
+        );
         assert_eq!(text_rule("SELECT 'a' -- it's\n, 'b\u{a0}'"), None);
         assert_eq!(text_rule("SELECT 'café', `prénom`"), None);
     }

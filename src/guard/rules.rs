@@ -48,12 +48,7 @@ impl Rules<'_> {
         ControlFlow::Break(denial)
     }
 
-    fn statement(
-        &self,
-        rule: Rule,
-        message: impl Into<String>,
-        hint: &str,
-    ) -> ControlFlow<Denial> {
+    fn statement(&self, rule: Rule, message: impl Into<String>, hint: &str) -> ControlFlow<Denial> {
         ControlFlow::Break(Denial::new(
             rule,
             self.kind,
@@ -103,8 +98,7 @@ impl Visitor for Rules<'_> {
                 "remove the locking clause; a plain SELECT reads the same rows",
             );
         }
-        if query.for_clause.is_some() || query.settings.is_some() || query.format_clause.is_some()
-        {
+        if query.for_clause.is_some() || query.settings.is_some() || query.format_clause.is_some() {
             return self.statement(
                 Rule::StatementNotAllowed,
                 "this query clause is not allowed",
@@ -165,9 +159,15 @@ impl Visitor for Rules<'_> {
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Denial> {
         match expr {
             Expr::BinaryOp { op, .. } => match op {
-                BinaryOperator::Xor => self.deny(ambiguous("XOR", "use (a OR b) AND NOT (a AND b)")),
-                BinaryOperator::BitwiseXor => self.deny(ambiguous("^", "bitwise XOR is not needed here")),
-                BinaryOperator::StringConcat => self.deny(ambiguous("||", "use CONCAT(a, b) or OR")),
+                BinaryOperator::Xor => {
+                    self.deny(ambiguous("XOR", "use (a OR b) AND NOT (a AND b)"))
+                }
+                BinaryOperator::BitwiseXor => {
+                    self.deny(ambiguous("^", "bitwise XOR is not needed here"))
+                }
+                BinaryOperator::StringConcat => {
+                    self.deny(ambiguous("||", "use CONCAT(a, b) or OR"))
+                }
                 _ => ControlFlow::Continue(()),
             },
             // `BINARY x` comes out of sqlparser as a CAST of a different
@@ -175,11 +175,14 @@ impl Visitor for Rules<'_> {
             Expr::Cast { data_type, .. }
                 if matches!(data_type, DataType::Binary(_) | DataType::Varbinary(_)) =>
             {
-                self.deny(ambiguous("BINARY", "compare with a binary collation, e.g. a = 'x' COLLATE utf8mb4_bin"))
+                self.deny(ambiguous(
+                    "BINARY",
+                    "compare with a binary collation, e.g. a = 'x' COLLATE utf8mb4_bin",
+                ))
             }
-            Expr::Prefixed { .. } => {
-                self.deny(ambiguous_literal("a character set introducer (_latin1'...')"))
-            }
+            Expr::Prefixed { .. } => self.deny(ambiguous_literal(
+                "a character set introducer (_latin1'...')",
+            )),
             Expr::Identifier(ident) if digit_identifier(ident) => {
                 self.deny(ambiguous_literal(&format!("the name {ident}")))
             }

@@ -141,7 +141,11 @@ pub(super) fn check_set(set: &Set) -> Result<(), Denial> {
         }
         Set::MultipleAssignments { assignments } => {
             for assignment in assignments {
-                check_assignment(assignment.scope.as_ref(), &assignment.name, &assignment.value)?;
+                check_assignment(
+                    assignment.scope.as_ref(),
+                    &assignment.name,
+                    &assignment.value,
+                )?;
             }
             Ok(())
         }
@@ -338,7 +342,8 @@ fn check_sql_mode(value: &Expr) -> Result<(), Denial> {
     if replaces {
         let keeps = |pinned: &&str| {
             modes.iter().any(|m| m == pinned)
-                || (modes.iter().any(|m| m == "TRADITIONAL") && **pinned != *"NO_ENGINE_SUBSTITUTION")
+                || (modes.iter().any(|m| m == "TRADITIONAL")
+                    && **pinned != *"NO_ENGINE_SUBSTITUTION")
         };
         if let Some(dropped) = PINNED_SQL_MODES.iter().find(|p| !keeps(p)) {
             return Err(sql_mode_denied(format!(
@@ -381,7 +386,9 @@ fn concat_sql_mode(value: &Expr) -> Option<String> {
         return None;
     };
     let is_current = match current {
-        Expr::Identifier(i) => i.quote_style.is_none() && i.value.eq_ignore_ascii_case("@@sql_mode"),
+        Expr::Identifier(i) => {
+            i.quote_style.is_none() && i.value.eq_ignore_ascii_case("@@sql_mode")
+        }
         Expr::CompoundIdentifier(parts) => {
             parts.len() == 2
                 && parts.iter().all(|p| p.quote_style.is_none())
