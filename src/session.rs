@@ -24,16 +24,25 @@ pub struct Session {
     /// Pinned for the session's life, taken on first use; `None` after the
     /// database went away, so the next statement gets a fresh one.
     pinned: Option<Conn>,
+    /// The client announced CLIENT_SESSION_TRACK (changes the OK packet layout).
+    client_tracks_session: bool,
 }
 
 impl Session {
-    pub fn new(conn_id: u32, client_addr: SocketAddr, user: Arc<UserConfig>, backend: Backend) -> Self {
+    pub fn new(
+        conn_id: u32,
+        client_addr: SocketAddr,
+        user: Arc<UserConfig>,
+        backend: Backend,
+        client_tracks_session: bool,
+    ) -> Self {
         Session {
             conn_id,
             client_addr,
             user,
             backend,
             pinned: None,
+            client_tracks_session,
         }
     }
 
@@ -60,6 +69,7 @@ impl Session {
             }
             Decision::LocalOk { .. } => writer.completed(results::local_ok()).await,
             Decision::Allow { sql, .. } => {
+                let tracks_session = self.client_tracks_session;
                 let conn = match self.pinned().await {
                     Ok(conn) => conn,
                     Err(e) => {
@@ -67,7 +77,8 @@ impl Session {
                         return writer.error(e.kind, e.message.as_bytes()).await;
                     }
                 };
-                let outcome = results::run_text_query(conn, sql.as_str(), writer).await?;
+                let outcome =
+                    results::run_text_query(conn, sql.as_str(), tracks_session, writer).await?;
                 self.after_statement(&outcome);
                 Ok(())
             }

@@ -58,6 +58,7 @@ pub fn convert_column(column: &mysql_async::Column) -> Column {
 pub async fn run_text_query<W>(
     conn: &mut Conn,
     sql: &str,
+    client_tracks_session: bool,
     writer: QueryResultWriter<'_, W>,
 ) -> io::Result<Outcome>
 where
@@ -69,7 +70,7 @@ where
     };
     let columns: Vec<Column> = result.columns_ref().iter().map(convert_column).collect();
     if columns.is_empty() {
-        return match finish_ok(result).await {
+        return match finish_ok(result, client_tracks_session).await {
             Ok(mut ok) => {
                 ok.status_flags = backend_status(conn);
                 let rows = ok.affected_rows;
@@ -143,23 +144,48 @@ where
 }
 
 /// Consumes a result without rows and returns its counters.
-async fn finish_ok(mut result: QueryResult<'_, '_, TextProtocol>) -> Result<OkResponse, BackendError> {
+async fn finish_ok(
+    mut result: QueryResult<'_, '_, TextProtocol>,
+    client_tracks_session: bool,
+) -> Result<OkResponse, BackendError> {
     // Consume the (empty) result so the connection is ready for the next one.
     result.next().await.map_err(BackendError::from_statement)?;
     Ok(OkResponse {
         affected_rows: result.affected_rows(),
         last_insert_id: result.last_insert_id().unwrap_or(0),
         warnings: result.warnings(),
-        info: result.info().into_owned(),
+        info: ok_info(&result.info(), client_tracks_session),
         ..OkResponse::default()
     })
 }
 
+/// MariaDB always length-encodes the OK packet's info ("Rows matched: 1
+/// Changed: 1 Warnings: 0"); opensrv does so only for clients that announced
+/// CLIENT_SESSION_TRACK and writes it raw otherwise, which drivers misread as
+/// a length. For those clients the length byte is written here.
+fn ok_info(info: &str, client_tracks_session: bool) -> String {
+    if client_tracks_session || info.is_empty() {
+        return info.to_string();
+    }
+    // A one-byte length must be ASCII to live in a String; MariaDB's info
+    // messages are ASCII and far shorter.
+    if info.len() >= 0x80 {
+        return String::new();
+    }
+    let mut encoded = String::with_capacity(info.len() + 1);
+    encoded.push(char::from(info.len() as u8));
+    encoded.push_str(info);
+    encoded
+}
+
 /// The backend's status flags (in transaction, autocommit) after a statement.
 fn backend_status(conn: &Conn) -> StatusFlags {
-    conn.last_ok_packet()
+    let flags = conn
+        .last_ok_packet()
         .map(|ok| StatusFlags::from_bits_truncate(ok.status_flags().bits()))
-        .unwrap_or(StatusFlags::SERVER_STATUS_AUTOCOMMIT)
+        .unwrap_or(StatusFlags::SERVER_STATUS_AUTOCOMMIT);
+    // Session-state tracking data is not forwarded, so do not announce it.
+    flags - StatusFlags::SERVER_SESSION_STATE_CHANGED
 }
 
 /// The OK for statements sqlguard answers itself (e.g. `USE` of the session's database).
@@ -167,5 +193,18 @@ pub fn local_ok() -> OkResponse {
     OkResponse {
         status_flags: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
         ..OkResponse::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ok_info_is_length_encoded_unless_opensrv_does_it() {
+        assert_eq!(ok_info("Records: 2", false), "\u{a}Records: 2");
+        assert_eq!(ok_info("Records: 2", true), "Records: 2");
+        assert_eq!(ok_info("", false), "");
+        assert_eq!(ok_info(&"x".repeat(200), false), "");
     }
 }

@@ -62,6 +62,7 @@ impl Shim {
                 self.client_addr,
                 user,
                 self.shared.backend.clone(),
+                self.signals.client_tracks_session(),
             ));
         }
         self.session.as_mut()

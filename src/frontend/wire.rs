@@ -7,7 +7,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -35,6 +35,8 @@ pub struct ConnSignals {
     reset_requested: AtomicBool,
     /// Milliseconds since `start` at which the last command finished.
     last_command_done_ms: AtomicU64,
+    /// Capability flags the client sent in its handshake response.
+    client_flags: AtomicU32,
 }
 
 impl Default for ConnSignals {
@@ -46,6 +48,7 @@ impl Default for ConnSignals {
             auth_failed: AtomicBool::new(false),
             reset_requested: AtomicBool::new(false),
             last_command_done_ms: AtomicU64::new(0),
+            client_flags: AtomicU32::new(0),
         }
     }
 }
@@ -74,6 +77,18 @@ impl ConnSignals {
         self.auth_failure.lock().ok().and_then(|mut slot| slot.take())
     }
 
+    fn set_client_flags(&self, flags: u32) {
+        self.client_flags.store(flags, Ordering::Relaxed);
+    }
+
+    /// Whether the client announced CLIENT_SESSION_TRACK. opensrv writes the
+    /// OK packet's info as a length-encoded string only then, and raw
+    /// otherwise, where MariaDB always length-encodes it.
+    pub fn client_tracks_session(&self) -> bool {
+        const CLIENT_SESSION_TRACK: u32 = 1 << 23;
+        self.client_flags.load(Ordering::Relaxed) & CLIENT_SESSION_TRACK != 0
+    }
+
     pub fn take_reset_request(&self) -> bool {
         self.reset_requested.swap(false, Ordering::AcqRel)
     }
@@ -99,7 +114,12 @@ struct Framing {
     /// The next payload byte is the first of a packet with sequence id `seq`.
     at_payload_start: bool,
     seq: u8,
+    packet_len: usize,
     command_bytes: usize,
+    /// The first four payload bytes of the handshake response (the client's
+    /// capability flags), gathered across reads.
+    client_flags: [u8; 4],
+    client_flags_len: usize,
 }
 
 impl Framing {
@@ -133,6 +153,7 @@ impl Framing {
                         ));
                     }
                     self.payload_left = len;
+                    self.packet_len = len;
                     self.at_payload_start = len > 0;
                 }
                 continue;
@@ -144,6 +165,17 @@ impl Framing {
                 }
             }
             let take = self.payload_left.min(bytes.len());
+            // Sequence 1 before login is the handshake response; it starts
+            // with the client's capability flags.
+            let pos = self.packet_len - self.payload_left;
+            if self.seq == 1 && self.client_flags_len < 4 && pos < 4 && !signals.is_authenticated() {
+                let n = (4 - pos).min(take);
+                self.client_flags[pos..pos + n].copy_from_slice(&bytes[..n]);
+                self.client_flags_len = pos + n;
+                if self.client_flags_len == 4 {
+                    signals.set_client_flags(u32::from_le_bytes(self.client_flags));
+                }
+            }
             self.payload_left -= take;
             bytes = &bytes[take..];
         }
@@ -383,8 +415,22 @@ mod tests {
         }
         assert!(framing.at_boundary());
         assert!(signals.take_reset_request());
+        assert!(!signals.client_tracks_session());
         let err = framing.observe(&packet(0, &[COM_CHANGE_USER, b'x']), &signals);
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn framing_reads_the_client_flags_from_the_handshake_response() {
+        let signals = ConnSignals::default();
+        let mut framing = Framing::default();
+        let flags = (1u32 << 23) | 0x200;
+        let mut payload = flags.to_le_bytes().to_vec();
+        payload.extend_from_slice(b"rest of the handshake");
+        for chunk in packet(1, &payload).chunks(2) {
+            framing.observe(chunk, &signals).unwrap();
+        }
+        assert!(signals.client_tracks_session());
     }
 
     #[test]

@@ -25,7 +25,7 @@ SELECT * FROM categories ORDER BY id
 SELECT * FROM home_univers ORDER BY id
 SELECT * FROM home_collections ORDER BY id
 -- Expressions and functions whose text form must pass through untouched:
-SELECT 1.50 AS d, -0.0 AS z, 1e300 AS big, CAST(1 AS UNSIGNED) - 2 AS wrap
+SELECT 1.50 AS d, -0.0 AS z, 1e300 AS big, CAST(1 AS UNSIGNED) + 2 AS u
 SELECT NULL AS n, '' AS empty, 'é🛒' AS s, CAST('2024-02-29 12:34:56.789' AS DATETIME(3)) AS dt
 SELECT SUM(price), AVG(price), MIN(created_at), MAX(updated_at) FROM products
 SELECT UUID() IS NOT NULL AS has_uuid, DATABASE() AS db
