@@ -13,6 +13,7 @@ use tokio::io::AsyncWrite;
 use crate::backend::{Backend, BackendError};
 use crate::config::UserConfig;
 use crate::error;
+use crate::frontend::packets::ResponseWriter;
 use crate::frontend::results::{self, Outcome};
 use crate::guard::{self, Decision, SessionContext};
 
@@ -24,8 +25,6 @@ pub struct Session {
     /// Pinned for the session's life, taken on first use; `None` after the
     /// database went away, so the next statement gets a fresh one.
     pinned: Option<Conn>,
-    /// The client announced CLIENT_SESSION_TRACK (changes the OK packet layout).
-    client_tracks_session: bool,
 }
 
 impl Session {
@@ -34,7 +33,6 @@ impl Session {
         client_addr: SocketAddr,
         user: Arc<UserConfig>,
         backend: Backend,
-        client_tracks_session: bool,
     ) -> Self {
         Session {
             conn_id,
@@ -42,7 +40,6 @@ impl Session {
             user,
             backend,
             pinned: None,
-            client_tracks_session,
         }
     }
 
@@ -56,7 +53,14 @@ impl Session {
     }
 
     /// COM_QUERY: guard, then (if allowed) run on the pinned connection.
-    pub async fn query<W>(&mut self, sql: &str, writer: QueryResultWriter<'_, W>) -> io::Result<()>
+    /// Denials go through opensrv's `writer`; backend results are written by
+    /// `response` (frontend/packets.rs explains why).
+    pub async fn query<W>(
+        &mut self,
+        sql: &str,
+        writer: QueryResultWriter<'_, W>,
+        mut response: ResponseWriter,
+    ) -> io::Result<()>
     where
         W: AsyncWrite + Send + Unpin,
     {
@@ -69,7 +73,6 @@ impl Session {
             }
             Decision::LocalOk { .. } => writer.completed(results::local_ok()).await,
             Decision::Allow { sql, .. } => {
-                let tracks_session = self.client_tracks_session;
                 let conn = match self.pinned().await {
                     Ok(conn) => conn,
                     Err(e) => {
@@ -77,8 +80,7 @@ impl Session {
                         return writer.error(e.kind, e.message.as_bytes()).await;
                     }
                 };
-                let outcome =
-                    results::run_text_query(conn, sql.as_str(), tracks_session, writer).await?;
+                let outcome = results::run_text_query(conn, sql.as_str(), &mut response).await?;
                 self.after_statement(&outcome);
                 Ok(())
             }

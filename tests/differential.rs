@@ -3,52 +3,50 @@
 //! (same fixture, same state) must give identical column names, types, flags,
 //! values, NULLs, affected rows, last insert ids and error codes.
 //!
-//! Not compared, because opensrv-mysql 0.7 cannot send them (see
-//! docs/ARCHITECTURE.md): column charset, display length, decimals, the
-//! original table/column names, and the OK packet's warning count.
+//! Column definitions are compared field by field (schema, table, original
+//! names, charset, length, type, flags, decimals), as are warning counts,
+//! OK info strings and SQLSTATEs.
 
 mod common;
 
 use common::mariadb::{backend_opts_at, start_fixture};
 use common::proxy::*;
-use mysql_async::consts::ColumnFlags;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Value};
-
-/// Flags sqlguard passes through (frontend/results.rs).
-fn comparable_flags(flags: ColumnFlags) -> ColumnFlags {
-    flags
-        & (ColumnFlags::NOT_NULL_FLAG
-            | ColumnFlags::PRI_KEY_FLAG
-            | ColumnFlags::UNIQUE_KEY_FLAG
-            | ColumnFlags::MULTIPLE_KEY_FLAG
-            | ColumnFlags::BLOB_FLAG
-            | ColumnFlags::UNSIGNED_FLAG
-            | ColumnFlags::ZEROFILL_FLAG
-            | ColumnFlags::BINARY_FLAG
-            | ColumnFlags::ENUM_FLAG
-            | ColumnFlags::AUTO_INCREMENT_FLAG
-            | ColumnFlags::TIMESTAMP_FLAG
-            | ColumnFlags::SET_FLAG
-            | ColumnFlags::NUM_FLAG)
-}
 
 /// Everything observable about one statement's result.
 #[derive(Debug, PartialEq)]
 enum Observed {
     Rows {
-        columns: Vec<(String, String, u8, u16)>,
+        columns: Vec<ColumnDefinition>,
         rows: Vec<Vec<Option<Vec<u8>>>>,
+        warnings: u16,
     },
     Ok {
         affected_rows: u64,
         last_insert_id: Option<u64>,
+        warnings: u16,
+        info: String,
     },
     Error {
         code: u16,
         state: String,
         message: String,
     },
+}
+
+#[derive(Debug, PartialEq)]
+struct ColumnDefinition {
+    schema: Vec<u8>,
+    table: Vec<u8>,
+    org_table: Vec<u8>,
+    name: Vec<u8>,
+    org_name: Vec<u8>,
+    charset: u16,
+    length: u32,
+    column_type: u8,
+    flags: u16,
+    decimals: u8,
 }
 
 async fn observe(conn: &mut Conn, sql: &str) -> Observed {
@@ -66,13 +64,17 @@ async fn observe(conn: &mut Conn, sql: &str) -> Observed {
     let columns: Vec<_> = result
         .columns_ref()
         .iter()
-        .map(|c| {
-            (
-                c.name_str().into_owned(),
-                c.table_str().into_owned(),
-                c.column_type() as u8,
-                comparable_flags(c.flags()).bits(),
-            )
+        .map(|c| ColumnDefinition {
+            schema: c.schema_ref().to_vec(),
+            table: c.table_ref().to_vec(),
+            org_table: c.org_table_ref().to_vec(),
+            name: c.name_ref().to_vec(),
+            org_name: c.org_name_ref().to_vec(),
+            charset: c.character_set(),
+            length: c.column_length(),
+            column_type: c.column_type() as u8,
+            flags: c.flags().bits(),
+            decimals: c.decimals(),
         })
         .collect();
     if columns.is_empty() {
@@ -80,6 +82,8 @@ async fn observe(conn: &mut Conn, sql: &str) -> Observed {
         return Observed::Ok {
             affected_rows: result.affected_rows(),
             last_insert_id: result.last_insert_id(),
+            warnings: result.warnings(),
+            info: result.info().into_owned(),
         };
     }
     let mut rows = Vec::new();
@@ -105,7 +109,13 @@ async fn observe(conn: &mut Conn, sql: &str) -> Observed {
             Err(e) => panic!("{sql}: {e}"),
         }
     }
-    Observed::Rows { columns, rows }
+    drop(result);
+    let warnings = conn.get_warnings();
+    Observed::Rows {
+        columns,
+        rows,
+        warnings,
+    }
 }
 
 fn statements() -> Vec<String> {

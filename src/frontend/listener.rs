@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use opensrv_mysql::{AsyncMysqlIntermediary, IntermediaryOptions};
 use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -21,12 +20,13 @@ use crate::backend::{Backend, advertised_version};
 use crate::config::{Config, UserConfig};
 use crate::error;
 use crate::frontend::auth::ConnectionIds;
+use crate::frontend::packets::SharedSocket;
 use crate::frontend::shim::Shim;
 use crate::frontend::wire::{ConnSignals, GuardedReader, GuardedWriter};
 
 /// What opensrv writes to: buffered (GreptimeDB uses the same 100 KiB), so a
 /// streamed result goes out in large writes, not one syscall per row.
-pub type ClientWriter = BufWriter<GuardedWriter<OwnedWriteHalf>>;
+pub type ClientWriter = BufWriter<GuardedWriter<SharedSocket>>;
 const WRITE_BUFFER_BYTES: usize = 100 * 1024;
 
 /// Advertised until the backend has told us its version.
@@ -202,8 +202,12 @@ async fn serve_connection(
         listen.idle_timeout,
         shutdown,
     );
-    let writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, GuardedWriter::new(write_half, signals.clone()));
-    let shim = Shim::new(shared.clone(), signals, peer);
+    let socket = SharedSocket(Arc::new(write_half));
+    let writer = BufWriter::with_capacity(
+        WRITE_BUFFER_BYTES,
+        GuardedWriter::new(socket.clone(), signals.clone()),
+    );
+    let shim = Shim::new(shared.clone(), signals, socket, peer);
     let options = IntermediaryOptions {
         // Every `USE` reaches the guard as a parsed statement (quirk 3).
         process_use_statement_on_query: true,

@@ -15,6 +15,7 @@ use crate::config::UserConfig;
 use crate::error;
 use crate::frontend::auth::{NativePasswordHash, SCRAMBLE_LEN, new_scramble};
 use crate::frontend::listener::{ClientWriter, Shared};
+use crate::frontend::packets::{ResponseWriter, SharedSocket};
 use crate::frontend::wire::ConnSignals;
 use crate::session::Session;
 
@@ -33,10 +34,17 @@ pub struct Shim {
     /// Set by `authenticate` (which only gets `&self`).
     login: OnceLock<Arc<UserConfig>>,
     session: Option<Session>,
+    /// Where query responses are written (frontend/packets.rs).
+    socket: SharedSocket,
 }
 
 impl Shim {
-    pub fn new(shared: Arc<Shared>, signals: Arc<ConnSignals>, client_addr: SocketAddr) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        signals: Arc<ConnSignals>,
+        socket: SharedSocket,
+        client_addr: SocketAddr,
+    ) -> Self {
         let conn_id = shared.conn_ids.next();
         let version = shared.advertised_version();
         Shim {
@@ -48,6 +56,7 @@ impl Shim {
             version,
             login: OnceLock::new(),
             session: None,
+            socket,
         }
     }
 
@@ -62,7 +71,6 @@ impl Shim {
                 self.client_addr,
                 user,
                 self.shared.backend.clone(),
-                self.signals.client_tracks_session(),
             ));
         }
         self.session.as_mut()
@@ -171,6 +179,7 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
     ) -> io::Result<()> {
         let reset = self.signals.take_reset_request();
         let signals = self.signals.clone();
+        let socket = self.socket.clone();
         let Some(session) = self.session() else {
             let (kind, msg, err) = Self::not_logged_in();
             writer.error(kind, msg.as_bytes()).await?;
@@ -179,7 +188,8 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
         if reset {
             session.reset_backend().await;
         }
-        let result = session.query(query, writer).await;
+        let response = ResponseWriter::new(socket, signals.response_seq(), signals.client_flags());
+        let result = session.query(query, writer, response).await;
         signals.command_done();
         result
     }

@@ -37,6 +37,9 @@ pub struct ConnSignals {
     last_command_done_ms: AtomicU64,
     /// Capability flags the client sent in its handshake response.
     client_flags: AtomicU32,
+    /// Sequence id of the last packet of the current command; the response
+    /// starts at the next one.
+    command_seq: AtomicU32,
 }
 
 impl Default for ConnSignals {
@@ -49,6 +52,7 @@ impl Default for ConnSignals {
             reset_requested: AtomicBool::new(false),
             last_command_done_ms: AtomicU64::new(0),
             client_flags: AtomicU32::new(0),
+            command_seq: AtomicU32::new(0),
         }
     }
 }
@@ -75,6 +79,16 @@ impl ConnSignals {
             return None;
         }
         self.auth_failure.lock().ok().and_then(|mut slot| slot.take())
+    }
+
+    /// The client's capability flags, as it sent them in the handshake.
+    pub fn client_flags(&self) -> u32 {
+        self.client_flags.load(Ordering::Relaxed)
+    }
+
+    /// The sequence id the response to the current command starts with.
+    pub fn response_seq(&self) -> u8 {
+        (self.command_seq.load(Ordering::Relaxed) as u8).wrapping_add(1)
     }
 
     fn set_client_flags(&self, flags: u32) {
@@ -141,6 +155,7 @@ impl Framing {
                     let len = u32::from_le_bytes([self.header[0], self.header[1], self.header[2], 0])
                         as usize;
                     self.seq = self.header[3];
+                    signals.command_seq.store(u32::from(self.seq), Ordering::Relaxed);
                     self.header_len = 0;
                     if self.seq == 0 {
                         self.command_bytes = 0;
@@ -294,6 +309,8 @@ pub struct GuardedWriter<W> {
 }
 
 enum Rewrite {
+    /// The server greeting has not been written yet.
+    Greeting { captured: Vec<u8> },
     /// Watching for a login failure.
     Armed,
     /// Swallowing opensrv's ERR packet until it is complete.
@@ -307,7 +324,9 @@ impl<W> GuardedWriter<W> {
         GuardedWriter {
             inner,
             signals,
-            rewrite: Rewrite::Armed,
+            rewrite: Rewrite::Greeting {
+                captured: Vec::new(),
+            },
             pending: Vec::new(),
             pending_pos: 0,
         }
@@ -330,6 +349,19 @@ impl<W: AsyncWrite + Unpin> GuardedWriter<W> {
 
     /// Returns true if `buf` was taken by the rewrite.
     fn capture(&mut self, buf: &[u8]) -> bool {
+        if let Rewrite::Greeting { captured } = &mut self.rewrite {
+            captured.extend_from_slice(buf);
+            if let Some(len) = complete_packet_len(captured) {
+                let rest = captured.split_off(len);
+                patch_greeting_status(captured);
+                self.pending.append(captured);
+                self.rewrite = Rewrite::Armed;
+                if !rest.is_empty() && !self.capture(&rest) {
+                    self.pending.extend_from_slice(&rest);
+                }
+            }
+            return true;
+        }
         if let Rewrite::Armed = self.rewrite {
             if self.signals.is_authenticated() {
                 self.rewrite = Rewrite::Done;
@@ -362,6 +394,31 @@ impl<W: AsyncWrite + Unpin> GuardedWriter<W> {
             }
         }
         true
+    }
+}
+
+/// Length (header included) of the first packet in `bytes`, once complete.
+fn complete_packet_len(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 4 {
+        return None;
+    }
+    let len = 4 + u32::from_le_bytes([bytes[0], bytes[1], bytes[2], 0]) as usize;
+    (bytes.len() >= len).then_some(len)
+}
+
+/// opensrv's greeting says status 0; MariaDB's says SERVER_STATUS_AUTOCOMMIT,
+/// which is what the backend session has. PyMySQL, for one, decides from it
+/// whether it must send `SET AUTOCOMMIT = 0`.
+fn patch_greeting_status(packet: &mut [u8]) {
+    const SERVER_STATUS_AUTOCOMMIT: u16 = 0x0002;
+    // protocol version (1), server version (NUL-terminated), connection id (4),
+    // scramble part 1 (8), filler (1), capabilities low (2), charset (1), status (2).
+    let Some(nul) = packet.iter().skip(5).position(|&b| b == 0) else {
+        return;
+    };
+    let status = 5 + nul + 1 + 4 + 8 + 1 + 2 + 1;
+    if packet.len() >= status + 2 && packet[4] == 10 {
+        packet[status..status + 2].copy_from_slice(&SERVER_STATUS_AUTOCOMMIT.to_le_bytes());
     }
 }
 
@@ -452,6 +509,25 @@ mod tests {
         assert!(err.is_err());
     }
 
+    fn greeting() -> Vec<u8> {
+        let mut payload = vec![10];
+        payload.extend_from_slice(b"5.5.5-10.11.19-MariaDB-sqlguard\0");
+        payload.extend_from_slice(&[7, 0, 0, 0]); // connection id
+        payload.extend_from_slice(b"12345678\0"); // scramble part 1 + filler
+        payload.extend_from_slice(&[0xff, 0xf7, 0x21, 0, 0, 0xff, 0x81]);
+        payload.extend_from_slice(&[21; 10]);
+        packet(0, &payload)
+    }
+
+    #[test]
+    fn greeting_announces_autocommit() {
+        let mut g = greeting();
+        patch_greeting_status(&mut g);
+        let status_at = 4 + 1 + "5.5.5-10.11.19-MariaDB-sqlguard".len() + 1 + 4 + 8 + 1 + 2 + 1;
+        assert_eq!(&g[status_at..status_at + 2], &[2, 0]);
+        assert_eq!(g.len(), greeting().len());
+    }
+
     #[tokio::test]
     async fn login_failure_packet_is_replaced() {
         use tokio::io::AsyncWriteExt;
@@ -459,14 +535,15 @@ mod tests {
         let mut out = Vec::new();
         {
             let mut w = GuardedWriter::new(&mut out, signals.clone());
-            w.write_all(&packet(0, b"\x0ahandshake")).await.unwrap();
+            w.write_all(&greeting()).await.unwrap();
             signals.replace_auth_failure(b"\xff\x15\x04#28000denied".to_vec());
             let original = packet(2, b"\xff\xa2\x06#28000Authenticate failed");
             w.write_all(&original[..5]).await.unwrap();
             w.write_all(&original[5..]).await.unwrap();
             w.flush().await.unwrap();
         }
-        let mut expected = packet(0, b"\x0ahandshake");
+        let mut expected = greeting();
+        patch_greeting_status(&mut expected);
         expected.extend(packet(2, b"\xff\x15\x04#28000denied"));
         assert_eq!(out, expected);
     }

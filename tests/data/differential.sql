@@ -41,3 +41,6 @@ INSERT INTO orders (id, tenant_id, customer_id, total_price, status) VALUES ('11
 UPDATE orders SET status = 'Confirmé', address = '12 Rue Tarik', city = 'Casablanca' WHERE id = '11111111-2222-4333-8444-555555555555'
 SELECT id, status, address, city FROM orders WHERE id = '11111111-2222-4333-8444-555555555555'
 SELECT * FROM no_such_table -- expect error
+-- Warnings travel with the OK packet and the result set's end:
+SELECT CAST('12abc' AS SIGNED) AS truncated
+INSERT IGNORE INTO customers (tenant_id, phone, platform) VALUES (1, '+2126555000049999999999', 'whatsapp')

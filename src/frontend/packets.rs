@@ -1,0 +1,299 @@
+//! Writes query responses (result sets, OK, ERR) to the client ourselves.
+//!
+//! opensrv-mysql 0.7 writes column definitions with a fixed charset (utf8,
+//! 33), length 1024 and 0 decimals, result terminators without status flags,
+//! OK packets without warnings, and SQLSTATEs from its own table. Drivers
+//! depend on all of these (mysql2 decodes charset 33 as CESU-8 and breaks
+//! emoji), so for responses that carry backend results sqlguard writes the
+//! packets itself, straight to the socket, byte for byte as MariaDB would.
+//! opensrv still handles the handshake and command dispatch; between commands
+//! its own buffer is empty, so the two never interleave.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use mysql_async::Column;
+use tokio::io::AsyncWrite;
+use tokio::net::tcp::OwnedWriteHalf;
+
+/// Payload size at which a packet is split (2^24 - 1).
+const MAX_PAYLOAD: usize = 0xFF_FFFF;
+/// Flush to the socket once this much is buffered: large writes, bounded memory.
+const FLUSH_AT: usize = 64 * 1024;
+
+pub const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
+pub const CLIENT_DEPRECATE_EOF: u32 = 0x0100_0000;
+
+/// `SERVER_MORE_RESULTS_EXISTS` and `SERVER_SESSION_STATE_CHANGED` describe
+/// data sqlguard does not forward, so they are never passed on.
+const STATUS_NOT_FORWARDED: u16 = 0x0008 | 0x4000;
+
+/// The client's write half, shared by opensrv's writer and ours.
+#[derive(Clone)]
+pub struct SharedSocket(pub Arc<OwnedWriteHalf>);
+
+impl SharedSocket {
+    async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        let stream = self.0.as_ref().as_ref();
+        while !buf.is_empty() {
+            stream.writable().await?;
+            match stream.try_write(buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// opensrv writes through this; `&TcpStream` can write, so both writers can
+/// share one socket without a lock (only one of them writes at a time).
+impl AsyncWrite for SharedSocket {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let stream = self.0.as_ref().as_ref();
+        loop {
+            ready!(stream.poll_write_ready(cx))?;
+            match stream.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The socket is shut down when the last owner drops it.
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// One response, packet by packet.
+pub struct ResponseWriter {
+    socket: SharedSocket,
+    buf: Vec<u8>,
+    seq: u8,
+    deprecate_eof: bool,
+}
+
+impl ResponseWriter {
+    /// `seq` is the sequence id of the first response packet; `client_flags`
+    /// what the client announced (opensrv advertises CLIENT_DEPRECATE_EOF).
+    pub fn new(socket: SharedSocket, seq: u8, client_flags: u32) -> Self {
+        ResponseWriter {
+            socket,
+            buf: Vec::with_capacity(FLUSH_AT + 1024),
+            seq,
+            deprecate_eof: client_flags & CLIENT_DEPRECATE_EOF != 0,
+        }
+    }
+
+    /// Starts a packet; the payload is appended to `self.buf` until `end_packet`.
+    fn begin_packet(&mut self) -> usize {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0, 0, 0]);
+        start
+    }
+
+    /// Fills in the header, splitting payloads of 16 MiB or more as the
+    /// protocol requires.
+    async fn end_packet(&mut self, start: usize) -> io::Result<()> {
+        let len = self.buf.len() - start - 4;
+        if len < MAX_PAYLOAD {
+            self.buf[start..start + 3].copy_from_slice(&(len as u32).to_le_bytes()[..3]);
+            self.buf[start + 3] = self.seq;
+            self.seq = self.seq.wrapping_add(1);
+        } else {
+            let payload = self.buf.split_off(start + 4);
+            self.buf.truncate(start);
+            for chunk in payload.chunks(MAX_PAYLOAD) {
+                self.buf.extend_from_slice(&(chunk.len() as u32).to_le_bytes()[..3]);
+                self.buf.push(self.seq);
+                self.seq = self.seq.wrapping_add(1);
+                self.buf.extend_from_slice(chunk);
+                if self.buf.len() >= FLUSH_AT {
+                    self.flush().await?;
+                }
+            }
+            if payload.len() % MAX_PAYLOAD == 0 {
+                // A payload of an exact multiple of the maximum ends with an empty packet.
+                self.buf.extend_from_slice(&[0, 0, 0, self.seq]);
+                self.seq = self.seq.wrapping_add(1);
+            }
+        }
+        if self.buf.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.socket.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// The column count and the column definitions of a result set.
+    pub async fn result_header(&mut self, columns: &[Column], status: u16) -> io::Result<()> {
+        let p = self.begin_packet();
+        put_lenenc_int(&mut self.buf, columns.len() as u64);
+        self.end_packet(p).await?;
+        for column in columns {
+            let p = self.begin_packet();
+            put_column_definition(&mut self.buf, column);
+            self.end_packet(p).await?;
+        }
+        if !self.deprecate_eof {
+            self.eof(0, status).await?;
+        }
+        Ok(())
+    }
+
+    /// One text-protocol row: each value length-encoded, NULL as 0xFB.
+    pub async fn text_row<'v>(
+        &mut self,
+        values: impl Iterator<Item = Option<&'v [u8]>>,
+    ) -> io::Result<()> {
+        let p = self.begin_packet();
+        for value in values {
+            match value {
+                Some(bytes) => put_lenenc_bytes(&mut self.buf, bytes),
+                None => self.buf.push(0xFB),
+            }
+        }
+        self.end_packet(p).await
+    }
+
+    /// Ends the rows of a result set.
+    pub async fn result_end(&mut self, warnings: u16, status: u16) -> io::Result<()> {
+        if self.deprecate_eof {
+            // An OK packet with the EOF header (CLIENT_DEPRECATE_EOF).
+            let p = self.begin_packet();
+            self.buf.push(0xFE);
+            put_lenenc_int(&mut self.buf, 0);
+            put_lenenc_int(&mut self.buf, 0);
+            self.buf.extend_from_slice(&forwarded_status(status).to_le_bytes());
+            self.buf.extend_from_slice(&warnings.to_le_bytes());
+            self.end_packet(p).await
+        } else {
+            self.eof(warnings, status).await
+        }
+    }
+
+    async fn eof(&mut self, warnings: u16, status: u16) -> io::Result<()> {
+        let p = self.begin_packet();
+        self.buf.push(0xFE);
+        self.buf.extend_from_slice(&warnings.to_le_bytes());
+        self.buf.extend_from_slice(&forwarded_status(status).to_le_bytes());
+        self.end_packet(p).await
+    }
+
+    /// OK for a statement without rows. The info string is length-encoded,
+    /// as MariaDB writes it.
+    pub async fn ok(
+        &mut self,
+        affected_rows: u64,
+        last_insert_id: u64,
+        status: u16,
+        warnings: u16,
+        info: &[u8],
+    ) -> io::Result<()> {
+        let p = self.begin_packet();
+        self.buf.push(0x00);
+        put_lenenc_int(&mut self.buf, affected_rows);
+        put_lenenc_int(&mut self.buf, last_insert_id);
+        self.buf.extend_from_slice(&forwarded_status(status).to_le_bytes());
+        self.buf.extend_from_slice(&warnings.to_le_bytes());
+        if !info.is_empty() {
+            put_lenenc_bytes(&mut self.buf, info);
+        }
+        self.end_packet(p).await
+    }
+
+    /// ERR with the code and SQLSTATE given (the backend's own, when forwarding).
+    pub async fn err(&mut self, code: u16, sqlstate: &str, message: &str) -> io::Result<()> {
+        let p = self.begin_packet();
+        self.buf.push(0xFF);
+        self.buf.extend_from_slice(&code.to_le_bytes());
+        self.buf.push(b'#');
+        let state = sqlstate.as_bytes();
+        if state.len() == 5 {
+            self.buf.extend_from_slice(state);
+        } else {
+            self.buf.extend_from_slice(b"HY000");
+        }
+        self.buf.extend_from_slice(message.as_bytes());
+        self.end_packet(p).await
+    }
+}
+
+fn forwarded_status(status: u16) -> u16 {
+    status & !STATUS_NOT_FORWARDED
+}
+
+/// Protocol::ColumnDefinition41, with every field as MariaDB sent it.
+fn put_column_definition(buf: &mut Vec<u8>, column: &Column) {
+    put_lenenc_bytes(buf, b"def");
+    put_lenenc_bytes(buf, column.schema_ref());
+    put_lenenc_bytes(buf, column.table_ref());
+    put_lenenc_bytes(buf, column.org_table_ref());
+    put_lenenc_bytes(buf, column.name_ref());
+    put_lenenc_bytes(buf, column.org_name_ref());
+    put_lenenc_int(buf, 0x0C);
+    buf.extend_from_slice(&column.character_set().to_le_bytes());
+    buf.extend_from_slice(&column.column_length().to_le_bytes());
+    buf.push(column.column_type() as u8);
+    buf.extend_from_slice(&column.flags().bits().to_le_bytes());
+    buf.push(column.decimals());
+    buf.extend_from_slice(&[0, 0]);
+}
+
+pub fn put_lenenc_int(buf: &mut Vec<u8>, n: u64) {
+    match n {
+        0..=250 => buf.push(n as u8),
+        251..=0xFFFF => {
+            buf.push(0xFC);
+            buf.extend_from_slice(&(n as u16).to_le_bytes());
+        }
+        0x1_0000..=0xFF_FFFF => {
+            buf.push(0xFD);
+            buf.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
+        }
+        _ => {
+            buf.push(0xFE);
+            buf.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+}
+
+pub fn put_lenenc_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
+    put_lenenc_int(buf, bytes.len() as u64);
+    buf.extend_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenenc_boundaries() {
+        let enc = |n| {
+            let mut b = Vec::new();
+            put_lenenc_int(&mut b, n);
+            b
+        };
+        assert_eq!(enc(250), vec![250]);
+        assert_eq!(enc(251), vec![0xFC, 251, 0]);
+        assert_eq!(enc(0xFFFF), vec![0xFC, 0xFF, 0xFF]);
+        assert_eq!(enc(0x1_0000), vec![0xFD, 0, 0, 1]);
+        assert_eq!(enc(0x100_0000), vec![0xFE, 0, 0, 0, 1, 0, 0, 0, 0]);
+    }
+}
