@@ -11,9 +11,8 @@ fn read_write() -> Policy {
 
 fn read_only() -> Policy {
     Policy {
-        name: "readonly".to_string(),
-        sql_read: true,
         sql_write: false,
+        ..Policy::read_write("readonly")
     }
 }
 
@@ -445,9 +444,9 @@ fn read_only_policy_refuses_writes() {
     );
     check_allow_with(&policy, "SELECT 1", "SELECT 1");
     let none = Policy {
-        name: "none".to_string(),
         sql_read: false,
         sql_write: false,
+        ..Policy::read_write("none")
     };
     check_deny_with(&none, "SELECT 1", Rule::StatementNotAllowed);
     check_deny_with(&none, "SET NAMES utf8mb4", Rule::StatementNotAllowed);
