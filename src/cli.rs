@@ -227,8 +227,15 @@ fn check(config_path: &Path, user: &str, sql: Option<String>) -> anyhow::Result<
         policy: &user.policy,
     };
     match guard::check(&sql, &ctx) {
-        Decision::Allow { kind, sql } => {
-            println!("decision: allow\nkind: {kind}\nsql: {sql}");
+        Decision::Allow {
+            kind,
+            sql,
+            rewrites,
+        } => {
+            println!(
+                "decision: allow\nkind: {kind}\nrewrites: {}\nsql: {sql}",
+                rewrites.describe()
+            );
             Ok(0)
         }
         Decision::LocalOk { kind } => {

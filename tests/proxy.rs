@@ -317,8 +317,8 @@ async fn shutdown_lets_the_running_statement_finish() {
     let slow = tokio::spawn(async move {
         let n: Option<i64> = conn
             .query_first(
-                // About two seconds of work on the database.
-                "SELECT COUNT(*) FROM bench_points a JOIN bench_points b JOIN bench_points c WHERE c.id <= 20",
+                // About two seconds of work on the database (tenant 1's rows only).
+                "SELECT COUNT(*) FROM bench_points a JOIN bench_points b JOIN bench_points c WHERE c.id <= 160",
             )
             .await
             .unwrap();
@@ -328,6 +328,7 @@ async fn shutdown_lets_the_running_statement_finish() {
     assert!(!slow.is_finished(), "the statement should still be running");
     proxy.shutdown().await;
     let n = slow.await.unwrap();
+    // Tenant 1 owns the 500 odd ids, 80 of them up to 160: 500 * 500 * 80.
     assert_eq!(n, Some(20_000_000), "the running statement completed");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }
