@@ -96,7 +96,8 @@ fn check_inner(sql: &str, session: &SessionContext<'_>) -> Result<Decision, Deni
         Verdict::LocalOk(kind) => Ok(Decision::LocalOk { kind }),
         Verdict::Forward(kind) => {
             rules::check(&statement, kind, session).map_err(|d| d.with_kind(kind))?;
-            let rewrites = apply_policy(&mut statement, kind, session).map_err(|d| d.with_kind(kind))?;
+            let rewrites =
+                apply_policy(&mut statement, kind, session).map_err(|d| d.with_kind(kind))?;
             let sql = serialize(&statement).map_err(|d| d.with_kind(kind))?;
             Ok(Decision::Allow {
                 kind,

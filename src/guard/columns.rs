@@ -6,8 +6,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, InTarget, JoinConstraint, JoinOperator, Select, SelectItem, TableFactor,
-    TableWithJoins, UnaryOperator, Value, Visit, Visitor,
+    BinaryOperator, Expr, Ident, InTarget, JoinConstraint, JoinOperator, Select, SelectItem,
+    TableFactor, TableWithJoins, UnaryOperator, Value, Visit, Visitor,
 };
 
 use super::tables::StatementTables;
@@ -282,10 +282,7 @@ pub(super) fn check_literal(
         Err(Denial::new(
             Rule::TypedLiteral,
             kind,
-            format!(
-                "{shown} is not a valid {} for {table}.{column}",
-                ty.name()
-            ),
+            format!("{shown} is not a valid {} for {table}.{column}", ty.name()),
             Some(hint),
         ))
     };

@@ -43,10 +43,15 @@ impl Rewrites {
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if self.scoped_tables > 0 {
-            parts.push(format!("tenant scope on {} table reference(s)", self.scoped_tables));
+            parts.push(format!(
+                "tenant scope on {} table reference(s)",
+                self.scoped_tables
+            ));
         }
         match self.limit {
-            Some(crate::guard::LimitChange::Injected(n)) => parts.push(format!("LIMIT {n} injected")),
+            Some(crate::guard::LimitChange::Injected(n)) => {
+                parts.push(format!("LIMIT {n} injected"))
+            }
             Some(crate::guard::LimitChange::Clamped { from, to }) => {
                 parts.push(format!("LIMIT {from} clamped to {to}"))
             }

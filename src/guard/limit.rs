@@ -35,12 +35,20 @@ pub(super) fn apply(query: &mut Query, limit: LimitPolicy) -> Result<Option<Limi
             });
             Ok(Some(LimitChange::Injected(limit.default)))
         }
-        Some(LimitClause::LimitOffset { limit: slot @ None, limit_by, .. }) if limit_by.is_empty() => {
+        Some(LimitClause::LimitOffset {
+            limit: slot @ None,
+            limit_by,
+            ..
+        }) if limit_by.is_empty() => {
             // OFFSET without LIMIT.
             *slot = Some(number(limit.default));
             Ok(Some(LimitChange::Injected(limit.default)))
         }
-        Some(LimitClause::LimitOffset { limit: Some(count), limit_by, .. }) if limit_by.is_empty() => clamp(count, limit),
+        Some(LimitClause::LimitOffset {
+            limit: Some(count),
+            limit_by,
+            ..
+        }) if limit_by.is_empty() => clamp(count, limit),
         Some(LimitClause::OffsetCommaLimit { limit: count, .. }) => clamp(count, limit),
         Some(_) => Err(not_literal("LIMIT BY is not allowed")),
     }
@@ -57,12 +65,18 @@ fn clamp(count: &mut Expr, limit: LimitPolicy) -> Result<Option<LimitChange>, De
             Ok(n) if n <= limit.max => Ok(None),
             Ok(n) => {
                 *count = number(limit.max);
-                Ok(Some(LimitChange::Clamped { from: n, to: limit.max }))
+                Ok(Some(LimitChange::Clamped {
+                    from: n,
+                    to: limit.max,
+                }))
             }
             // Larger than u64 (or not a whole number): clamp as well.
             Err(_) if n.bytes().all(|b| b.is_ascii_digit()) => {
                 *count = number(limit.max);
-                Ok(Some(LimitChange::Clamped { from: u64::MAX, to: limit.max }))
+                Ok(Some(LimitChange::Clamped {
+                    from: u64::MAX,
+                    to: limit.max,
+                }))
             }
             Err(_) => Err(not_literal("LIMIT must be a whole number")),
         },

@@ -8,8 +8,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, JoinConstraint, JoinOperator, Select, TableFactor,
-    TableWithJoins, Update, Value, VisitMut, VisitorMut,
+    BinaryOperator, Expr, Ident, JoinConstraint, JoinOperator, Select, TableFactor, TableWithJoins,
+    Update, Value, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -56,7 +56,11 @@ impl Scoper<'_, '_> {
     /// Scopes one FROM item. Tables in inner positions add their predicate
     /// to `outer` (the WHERE, or the ON of an enclosing LEFT JOIN); the inner
     /// side of a LEFT JOIN gets its predicate in that join's ON.
-    fn scope_from(&mut self, twj: &mut TableWithJoins, outer: &mut Vec<Expr>) -> Result<(), Denial> {
+    fn scope_from(
+        &mut self,
+        twj: &mut TableWithJoins,
+        outer: &mut Vec<Expr>,
+    ) -> Result<(), Denial> {
         self.scope_factor(&mut twj.relation, outer)?;
         for join in &mut twj.joins {
             match &mut join.join_operator {
@@ -101,7 +105,11 @@ impl Scoper<'_, '_> {
         )
     }
 
-    fn scope_factor(&mut self, factor: &mut TableFactor, outer: &mut Vec<Expr>) -> Result<(), Denial> {
+    fn scope_factor(
+        &mut self,
+        factor: &mut TableFactor,
+        outer: &mut Vec<Expr>,
+    ) -> Result<(), Denial> {
         match factor {
             TableFactor::Table {
                 name,
@@ -143,7 +151,12 @@ impl Scoper<'_, '_> {
                         _ => return Err(self.unsupported_factor()),
                     },
                 };
-                if let Some(predicate) = predicate(self.session.policy, policy_table, &qualifier, self.session.tenant_id)? {
+                if let Some(predicate) = predicate(
+                    self.session.policy,
+                    policy_table,
+                    &qualifier,
+                    self.session.tenant_id,
+                )? {
                     outer.push(predicate);
                     self.scoped += 1;
                 }

@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Insert, ObjectName, ObjectNamePart, Query, Statement, TableFactor, TableObject, Visit, Visitor,
+    Insert, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, TableObject, Visit,
+    Visitor,
 };
 
 use super::{Denial, Rule, SessionContext, StatementKind};
@@ -46,7 +47,8 @@ impl<'p> StatementTables<'p> {
 /// Qualifiers other than the session's database are refused by `rules`.
 pub(super) fn table_name(name: &ObjectName) -> Option<String> {
     match name.0.as_slice() {
-        [ObjectNamePart::Identifier(t)] | [ObjectNamePart::Identifier(_), ObjectNamePart::Identifier(t)] => {
+        [ObjectNamePart::Identifier(t)]
+        | [ObjectNamePart::Identifier(_), ObjectNamePart::Identifier(t)] => {
             Some(t.value.to_ascii_lowercase())
         }
         _ => None,
@@ -72,6 +74,10 @@ pub(super) fn collect<'p>(
         kind,
         relations_seen: 0,
         relations_expected: 0,
+        insert_source: match statement {
+            Statement::Insert(insert) => insert.source.as_deref().map(|q| q as *const Query),
+            _ => None,
+        },
     };
     if let Statement::Insert(insert) = statement {
         collector.insert_target(insert)?;
@@ -127,6 +133,8 @@ struct Collector<'p> {
     kind: StatementKind,
     relations_seen: usize,
     relations_expected: usize,
+    /// The INSERT's VALUES/SELECT source, the one query that may be VALUES.
+    insert_source: Option<*const Query>,
 }
 
 impl<'p> Collector<'p> {
@@ -151,10 +159,7 @@ impl<'p> Collector<'p> {
             None => Err(Denial::new(
                 Rule::TableNotAllowed,
                 self.kind,
-                format!(
-                    "table '{table}' is not allowed for {}",
-                    self.policy.name
-                ),
+                format!("table '{table}' is not allowed for {}", self.policy.name),
                 Some(format!(
                     "the tables you may use are: {}",
                     self.policy.table_names().join(", ")
@@ -203,6 +208,17 @@ impl Visitor for Collector<'_> {
     type Break = Denial;
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Denial> {
+        // Only SELECTs (and their UNIONs) may read: `TABLE t` or a DML
+        // statement nested as a query would escape the scoper.
+        let is_insert_source = self.insert_source.is_some_and(|q| std::ptr::eq(q, query));
+        if !is_insert_source && !body_is_selects(&query.body) {
+            return ControlFlow::Break(Denial::new(
+                Rule::JoinNotAllowed,
+                self.kind,
+                "this form of query (TABLE, VALUES, nested DML) is not allowed",
+                Some("write SELECT ... FROM ...".into()),
+            ));
+        }
         if let Some(with) = &query.with {
             for cte in &with.cte_tables {
                 let name = cte.alias.name.value.to_ascii_lowercase();
@@ -237,6 +253,16 @@ impl Visitor for Collector<'_> {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+fn body_is_selects(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Select(_) | SetExpr::Query(_) => true,
+        SetExpr::SetOperation { left, right, .. } => {
+            body_is_selects(left) && body_is_selects(right)
+        }
+        _ => false,
     }
 }
 
