@@ -240,6 +240,7 @@ fn check(config_path: &Path, user: &str, sql: Option<String>) -> anyhow::Result<
             kind,
             sql,
             rewrites,
+            ..
         } => {
             say(&format!(
                 "decision: allow\nkind: {kind}\nrewrites: {}\nsql: {sql}",

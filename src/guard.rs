@@ -25,6 +25,7 @@ mod classify;
 mod columns;
 mod decision;
 mod limit;
+mod params;
 mod precheck;
 mod rules;
 mod scope;
@@ -43,6 +44,7 @@ use crate::policy::Policy;
 
 pub use decision::{CheckedSql, Decision, Denial, DenyClass, Rewrites, Rule, StatementKind};
 pub use limit::LimitChange;
+pub use params::{ParamCheck, ParamRule};
 pub use precheck::MAX_STATEMENT_BYTES;
 
 use classify::Verdict;
@@ -73,7 +75,18 @@ pub struct SessionContext<'a> {
 /// well within 2 MiB (see the stack tests); run it on threads with at least
 /// that much.
 pub fn check(sql: &str, session: &SessionContext<'_>) -> Decision {
-    match check_inner(sql, session) {
+    decide(sql, session, false)
+}
+
+/// Checks the template of a prepared statement (COM_STMT_PREPARE): the same
+/// rules as [`check`], plus, in `Decision::Allow::params`, what each bound
+/// value must satisfy when the statement is executed.
+pub fn check_prepared(sql: &str, session: &SessionContext<'_>) -> Decision {
+    decide(sql, session, true)
+}
+
+fn decide(sql: &str, session: &SessionContext<'_>, prepared: bool) -> Decision {
+    match check_inner(sql, session, prepared) {
         Ok(decision) => decision,
         Err(mut denial) => {
             // The policy may word the hint for its own users.
@@ -85,7 +98,11 @@ pub fn check(sql: &str, session: &SessionContext<'_>) -> Decision {
     }
 }
 
-fn check_inner(sql: &str, session: &SessionContext<'_>) -> Result<Decision, Denial> {
+fn check_inner(
+    sql: &str,
+    session: &SessionContext<'_>,
+    prepared: bool,
+) -> Result<Decision, Denial> {
     precheck::check_text(sql)?;
     let tokens = precheck::tokenize(sql)?;
     precheck::check_tokens(&tokens)?;
@@ -96,13 +113,14 @@ fn check_inner(sql: &str, session: &SessionContext<'_>) -> Result<Decision, Deni
         Verdict::LocalOk(kind) => Ok(Decision::LocalOk { kind }),
         Verdict::Forward(kind) => {
             rules::check(&statement, kind, session).map_err(|d| d.with_kind(kind))?;
-            let rewrites =
-                apply_policy(&mut statement, kind, session).map_err(|d| d.with_kind(kind))?;
+            let (rewrites, params) = apply_policy(&mut statement, kind, session, prepared)
+                .map_err(|d| d.with_kind(kind))?;
             let sql = serialize(&statement).map_err(|d| d.with_kind(kind))?;
             Ok(Decision::Allow {
                 kind,
                 sql,
                 rewrites,
+                params,
             })
         }
     }
@@ -114,12 +132,13 @@ fn apply_policy(
     statement: &mut Statement,
     kind: StatementKind,
     session: &SessionContext<'_>,
-) -> Result<Rewrites, Denial> {
+    prepared: bool,
+) -> Result<(Rewrites, Vec<ParamRule>), Denial> {
     if !matches!(
         statement,
         Statement::Query(_) | Statement::Insert(_) | Statement::Update(_)
     ) {
-        return Ok(Rewrites::default());
+        return Ok((Rewrites::default(), Vec::new()));
     }
     let tables = tables::collect(statement, kind, session)?;
     columns::check(statement, &tables, kind)?;
@@ -135,10 +154,19 @@ fn apply_policy(
         Statement::Query(query) => limit::apply(query, session.policy.limit)?,
         _ => None,
     };
-    Ok(Rewrites {
-        limit,
-        scoped_tables,
-    })
+    let params = if prepared {
+        let rules = params::collect(statement, &tables, session);
+        params::order_and_restore(statement, rules, kind)?
+    } else {
+        Vec::new()
+    };
+    Ok((
+        Rewrites {
+            limit,
+            scoped_tables,
+        },
+        params,
+    ))
 }
 
 pub(crate) fn parser_options() -> ParserOptions {

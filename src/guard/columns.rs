@@ -156,6 +156,17 @@ impl Columns<'_, '_> {
     }
 }
 
+/// The declared type of `column` in `table`, if any.
+pub(super) fn declared_type(table: &TablePolicy, column: &str) -> Option<ColumnType> {
+    if table.is_uuid(column) {
+        Some(ColumnType::Uuid)
+    } else if table.is_integer(column) {
+        Some(ColumnType::Integer)
+    } else {
+        None
+    }
+}
+
 /// Alias (or name) of every base table in a FROM item, joins and nesting included.
 pub(super) fn base_tables(twj: &TableWithJoins, out: &mut Vec<String>) {
     factor_tables(&twj.relation, out);
@@ -199,6 +210,19 @@ impl Visitor for Columns<'_, '_> {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    fn pre_visit_value(&mut self, value: &sqlparser::ast::ValueWithSpan) -> ControlFlow<Denial> {
+        // Only MySQL's `?` is a placeholder MariaDB understands.
+        match &value.value {
+            Value::Placeholder(p) if p != "?" => ControlFlow::Break(Denial::new(
+                Rule::ParseError,
+                self.kind,
+                format!("placeholder {p} is not MySQL syntax"),
+                Some("use ? for parameters".into()),
+            )),
+            _ => ControlFlow::Continue(()),
+        }
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Denial> {

@@ -12,6 +12,9 @@ pub enum Decision {
         sql: CheckedSql,
         /// What the guard changed, for the audit log and `sqlguard check`.
         rewrites: Rewrites,
+        /// For a prepared statement: what each `?` must hold, in MariaDB's
+        /// numbering. Empty for text queries.
+        params: Vec<crate::guard::ParamRule>,
     },
     /// Answer OK without touching the backend (e.g. `USE <the configured db>`,
     /// which the pinned backend connection already uses).

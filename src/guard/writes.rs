@@ -30,13 +30,7 @@ fn column_name(name: &ObjectName) -> Option<&Ident> {
 }
 
 fn typed(table: &TablePolicy, column: &str) -> Option<ColumnType> {
-    if table.is_uuid(column) {
-        Some(ColumnType::Uuid)
-    } else if table.is_integer(column) {
-        Some(ColumnType::Integer)
-    } else {
-        None
-    }
+    super::columns::declared_type(table, column)
 }
 
 /// Checks an INSERT and rewrites it: the tenant column is added (or its
@@ -229,6 +223,8 @@ fn check_tenant_value(
     let ok = match value {
         Some(Expr::Value(v)) => match &v.value {
             Value::Number(n, _) | Value::SingleQuotedString(n) => n.parse::<u64>() == Ok(tenant),
+            // A bound value is checked when the statement is executed.
+            Value::Placeholder(p) => p == "?",
             _ => false,
         },
         _ => false,
