@@ -177,6 +177,29 @@ impl ResponseWriter {
         self.end_packet(p).await
     }
 
+    /// One binary-protocol row (prepared statements): header, NULL bitmap
+    /// (offset 2), then each non-NULL value in its column's encoding.
+    pub async fn binary_row(&mut self, columns: &[Column], row: &mysql_async::Row) -> io::Result<()> {
+        let p = self.begin_packet();
+        self.buf.push(0x00);
+        let bitmap_at = self.buf.len();
+        self.buf.resize(bitmap_at + (columns.len() + 7 + 2) / 8, 0);
+        for (i, column) in columns.iter().enumerate() {
+            match row.as_ref(i) {
+                None | Some(mysql_async::Value::NULL) => {
+                    self.buf[bitmap_at + (i + 2) / 8] |= 1 << ((i + 2) % 8);
+                }
+                Some(value) => super::binary::put_value(
+                    &mut self.buf,
+                    value,
+                    column.column_type(),
+                    column.flags(),
+                ),
+            }
+        }
+        self.end_packet(p).await
+    }
+
     /// Ends the rows of a result set.
     pub async fn result_end(&mut self, warnings: u16, status: u16) -> io::Result<()> {
         if self.deprecate_eof {

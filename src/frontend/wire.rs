@@ -21,6 +21,23 @@ pub const MAX_COMMAND_BYTES: usize = 16 * 1024 * 1024;
 
 const COM_CHANGE_USER: u8 = 0x11;
 const COM_RESET_CONNECTION: u8 = 0x1f;
+const COM_STMT_EXECUTE: u8 = 0x17;
+const COM_STMT_SEND_LONG_DATA: u8 = 0x18;
+const COM_STMT_RESET: u8 = 0x1a;
+/// A packet of this payload length continues in the next packet.
+const MAX_PACKET_PAYLOAD: usize = 0xFF_FFFF;
+
+/// opensrv parses prepared-statement parameters with `unwrap`s and
+/// `panic!`s on client input, and keeps long data to itself; sqlguard reads
+/// these commands from the byte stream instead and never asks opensrv.
+#[derive(Debug, Default)]
+pub struct StatementInput {
+    /// The payload of the COM_STMT_EXECUTE being handled (command byte included).
+    pub execute: Option<Vec<u8>>,
+    /// COM_STMT_SEND_LONG_DATA chunks by (statement, parameter).
+    pub long_data: std::collections::HashMap<(u32, u16), Vec<u8>>,
+    long_data_bytes: usize,
+}
 
 /// State shared by one connection's reader, writer and shim.
 #[derive(Debug)]
@@ -40,6 +57,7 @@ pub struct ConnSignals {
     /// Sequence id of the last packet of the current command; the response
     /// starts at the next one.
     command_seq: AtomicU32,
+    statement_input: Mutex<StatementInput>,
 }
 
 impl Default for ConnSignals {
@@ -53,7 +71,18 @@ impl Default for ConnSignals {
             last_command_done_ms: AtomicU64::new(0),
             client_flags: AtomicU32::new(0),
             command_seq: AtomicU32::new(0),
+            statement_input: Mutex::new(StatementInput::default()),
         }
+    }
+}
+
+impl StatementInput {
+    /// Long data is consumed by an execute, and dropped by COM_STMT_RESET.
+    pub fn clear_long_data(&mut self, stmt: u32) {
+        let before: usize = self.long_data.values().map(Vec::len).sum();
+        self.long_data.retain(|(s, _), _| *s != stmt);
+        let after: usize = self.long_data.values().map(Vec::len).sum();
+        self.long_data_bytes = self.long_data_bytes.saturating_sub(before - after);
     }
 }
 
@@ -106,6 +135,40 @@ impl ConnSignals {
         self.client_flags.load(Ordering::Relaxed) & CLIENT_SESSION_TRACK != 0
     }
 
+    /// The current COM_STMT_EXECUTE payload and the long data sent for it.
+    pub fn statement_input(&self) -> std::sync::MutexGuard<'_, StatementInput> {
+        match self.statement_input.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn deliver(&self, command: &[u8]) -> io::Result<()> {
+        let mut input = self.statement_input();
+        match command.first() {
+            Some(&COM_STMT_EXECUTE) => input.execute = Some(command.to_vec()),
+            Some(&COM_STMT_SEND_LONG_DATA) if command.len() >= 7 => {
+                let stmt = u32::from_le_bytes([command[1], command[2], command[3], command[4]]);
+                let param = u16::from_le_bytes([command[5], command[6]]);
+                let data = &command[7..];
+                input.long_data_bytes += data.len();
+                if input.long_data_bytes > MAX_COMMAND_BYTES {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("more than {MAX_COMMAND_BYTES} bytes of long data"),
+                    ));
+                }
+                input.long_data.entry((stmt, param)).or_default().extend_from_slice(data);
+            }
+            Some(&COM_STMT_RESET) if command.len() >= 5 => {
+                let stmt = u32::from_le_bytes([command[1], command[2], command[3], command[4]]);
+                input.clear_long_data(stmt);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     pub fn take_reset_request(&self) -> bool {
         self.reset_requested.swap(false, Ordering::AcqRel)
     }
@@ -137,6 +200,8 @@ struct Framing {
     /// capability flags), gathered across reads.
     client_flags: [u8; 4],
     client_flags_len: usize,
+    /// The payload of a statement command being read (see [`StatementInput`]).
+    capture: Option<Vec<u8>>,
 }
 
 impl Framing {
@@ -183,9 +248,17 @@ impl Framing {
                 self.at_payload_start = false;
                 if self.seq == 0 && signals.is_authenticated() {
                     inspect_command(bytes[0], signals)?;
+                    self.capture = matches!(
+                        bytes[0],
+                        COM_STMT_EXECUTE | COM_STMT_SEND_LONG_DATA | COM_STMT_RESET
+                    )
+                    .then(Vec::new);
                 }
             }
             let take = self.payload_left.min(bytes.len());
+            if let Some(capture) = self.capture.as_mut() {
+                capture.extend_from_slice(&bytes[..take]);
+            }
             // Sequence 1 before login is the handshake response; it starts
             // with the client's capability flags.
             let pos = self.packet_len - self.payload_left;
@@ -200,6 +273,12 @@ impl Framing {
             }
             self.payload_left -= take;
             bytes = &bytes[take..];
+            // A packet shorter than the maximum ends the command.
+            if self.payload_left == 0 && self.packet_len < MAX_PACKET_PAYLOAD {
+                if let Some(command) = self.capture.take() {
+                    signals.deliver(&command)?;
+                }
+            }
         }
         Ok(())
     }
