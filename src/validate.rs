@@ -155,7 +155,7 @@ pub fn check_schema(
             let mut problems = Vec::new();
             let ncolumns = check_table(source.policy, table, database, schema, &mut problems);
             if problems.iter().any(|(level, _)| *level >= Level::Warning) {
-                problems.sort_by(|a, b| b.0.cmp(&a.0));
+                problems.sort_by_key(|p| std::cmp::Reverse(p.0));
                 findings.extend(problems.into_iter().map(|(level, text)| Finding {
                     level,
                     text: format!("{}: {text}", source.file),
@@ -299,9 +299,10 @@ fn check_table(
             parent_key,
         } => {
             let child = exists("parent_column", parent_column, problems);
-            if let Some(info) = &child {
-                if info.nullable {
-                    problems.push((
+            if let Some(info) = &child
+                && info.nullable
+            {
+                problems.push((
                         Level::Error,
                         format!(
                             "{key}.parent_column: column \"{}\" of {qualified} is nullable; it must be NOT NULL \
@@ -309,7 +310,6 @@ fn check_table(
                             info.name
                         ),
                     ));
-                }
             }
             // The parent table itself is reported under its own entry.
             if let Some(parent_columns) = schema.table(parent) {
@@ -322,8 +322,9 @@ fn check_table(
                         ),
                     )),
                     Some(pk) => {
-                        if let Some(info) = &child {
-                            if info.data_type != pk.data_type {
+                        if let Some(info) = &child
+                            && info.data_type != pk.data_type
+                        {
                                 problems.push((
                                     Level::Warning,
                                     format!(
@@ -331,7 +332,6 @@ fn check_table(
                                         info.name, info.column_type, pk.name, pk.column_type
                                     ),
                                 ));
-                            }
                         }
                     }
                 }
