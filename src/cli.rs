@@ -91,21 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Demo { listen } => demo(listen).await,
         Command::Check { config, user, sql } => check(&config, &user, sql),
-        Command::Validate { config } => {
-            let overrides = Overrides {
-                skip_backend_password: true,
-                ..Overrides::default()
-            };
-            let config = load_config(&config, &overrides)?;
-            println!(
-                "ok: {} user(s), backend {}:{}/{}",
-                config.users.len(),
-                config.backend.host,
-                config.backend.port,
-                config.backend.database
-            );
-            Ok(0)
-        }
+        Command::Validate { config } => crate::validate::run(&config).await,
         Command::HashPassword => hash_password(),
     }
 }
