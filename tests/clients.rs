@@ -183,3 +183,37 @@ async fn mariadb_cli_batch_mode() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("ERROR 1227"), "{stderr}");
 }
+
+#[tokio::test]
+async fn node_mysql2_execute_prepared_workflow() {
+    let proxy = shared_proxy().await;
+    let dir = repo_path("tests/clients");
+    assert!(
+        dir.join("node_modules/mysql2").exists(),
+        "mysql2 is not installed: run `npm ci --prefix tests/clients` (done by .ci/run)"
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("mysql2_execute.js"))
+        .arg(proxy.addr.port().to_string());
+    let output = tokio::task::spawn_blocking(move || run(cmd, "node"))
+        .await
+        .unwrap();
+    let v = json_of(output, "mysql2_execute.js");
+    let products = v["products"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert!(!products.is_empty() && products.len() <= 5, "{v}");
+    assert_eq!(v["price"][0]["price"], "549.00", "{v}");
+    assert_eq!(v["stock"][0]["stock"], 25, "{v}");
+    assert_eq!(
+        v["foreignStock"].as_array().map(Vec::len),
+        Some(0),
+        "another tenant's product: {v}"
+    );
+    assert_eq!(v["badUuid"]["code"], 1411, "{v}");
+    assert_eq!(v["customer"][0]["phone"], "+212612345678", "{v}");
+    assert_eq!(v["orderInserted"], 1, "{v}");
+    assert_eq!(v["confirmed"], 1, "{v}");
+    assert_eq!(v["order"]["status"], "Confirmé", "{v}");
+    assert_eq!(v["order"]["city"], "Casablanca", "{v}");
+    assert_eq!(v["deleteError"]["code"], 1227, "{v}");
+    assert_eq!(v["echo"], "Salam 👋 شحال الثمن؟ é", "{v}");
+}

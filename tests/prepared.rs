@@ -20,28 +20,43 @@ async fn connect(user: (&str, &str)) -> (sqlguard::frontend::listener::RunningPr
 async fn seed_workflow_with_bound_parameters() {
     let (_proxy, mut conn) = connect(CLAWDBOT).await;
     let names: Vec<(String, String)> = conn
-        .exec("SELECT name, CAST(price AS CHAR) FROM products WHERE status = ? LIMIT ?", ("active", 5))
+        .exec(
+            "SELECT name, CAST(price AS CHAR) FROM products WHERE status = ? LIMIT ?",
+            ("active", 5),
+        )
         .await
         .unwrap();
     assert!(!names.is_empty() && names.len() <= 5);
     let prices: Vec<String> = conn
-        .exec("SELECT CAST(price AS CHAR) FROM products WHERE name LIKE ?", ("%Montre%",))
+        .exec(
+            "SELECT CAST(price AS CHAR) FROM products WHERE name LIKE ?",
+            ("%Montre%",),
+        )
         .await
         .unwrap();
     assert_eq!(prices, vec!["549.00".to_string()]);
     let stock: Option<i64> = conn
-        .exec_first("SELECT stock FROM products WHERE id = ?", (t1::PRODUCT_EARBUDS,))
+        .exec_first(
+            "SELECT stock FROM products WHERE id = ?",
+            (t1::PRODUCT_EARBUDS,),
+        )
         .await
         .unwrap();
     assert_eq!(stock, Some(25));
     let customer: Option<Row> = conn
-        .exec_first("SELECT * FROM customers WHERE phone = ?", (t1::CUSTOMER_PHONE,))
+        .exec_first(
+            "SELECT * FROM customers WHERE phone = ?",
+            (t1::CUSTOMER_PHONE,),
+        )
         .await
         .unwrap();
     assert!(customer.is_some());
-    conn.exec_drop("INSERT INTO customers (phone, created_at) VALUES (?, NOW())", ("+212688880001",))
-        .await
-        .unwrap();
+    conn.exec_drop(
+        "INSERT INTO customers (phone, created_at) VALUES (?, NOW())",
+        ("+212688880001",),
+    )
+    .await
+    .unwrap();
     let customer_id = conn.last_insert_id().expect("insert id");
     conn.exec_drop(
         "INSERT INTO orders (id, customer_id, product_data, total_price, status) VALUES (?, ?, ?, ?, ?)",
@@ -57,7 +72,12 @@ async fn seed_workflow_with_bound_parameters() {
     .unwrap();
     conn.exec_drop(
         "UPDATE orders SET status = ?, address = ?, city = ? WHERE id = ?",
-        ("Confirmé", "12 Rue Tarik", "Casablanca", "aaaaaaaa-bbbb-4ccc-8ddd-000000000001"),
+        (
+            "Confirmé",
+            "12 Rue Tarik",
+            "Casablanca",
+            "aaaaaaaa-bbbb-4ccc-8ddd-000000000001",
+        ),
     )
     .await
     .unwrap();
@@ -75,13 +95,21 @@ async fn bound_values_are_checked_and_tenants_stay_apart() {
     let (_proxy, mut conn) = connect(CLAWDBOT).await;
     // Another tenant's product through a bound UUID: no row, not an error.
     let stock: Option<i64> = conn
-        .exec_first("SELECT stock FROM products WHERE id = ?", (t2::PRODUCT_RUG,))
+        .exec_first(
+            "SELECT stock FROM products WHERE id = ?",
+            (t2::PRODUCT_RUG,),
+        )
         .await
         .unwrap();
     assert_eq!(stock, None);
-    for bad in ["1 OR 1=1", "PRODUCT_UUID", "3f2504e0-4f89-41d3-9a0c-0305e82c100'"] {
+    for bad in [
+        "1 OR 1=1",
+        "PRODUCT_UUID",
+        "3f2504e0-4f89-41d3-9a0c-0305e82c100'",
+    ] {
         let (code, message) = server_error(
-            conn.exec_first::<i64, _, _>("SELECT stock FROM products WHERE id = ?", (bad,)).await,
+            conn.exec_first::<i64, _, _>("SELECT stock FROM products WHERE id = ?", (bad,))
+                .await,
         );
         assert_eq!(code, 1411, "{bad}: {message}");
         assert!(message.contains("products.id"), "{message}");
@@ -96,11 +124,17 @@ async fn bound_values_are_checked_and_tenants_stay_apart() {
     assert_eq!(code, 1142, "{message}");
     // LIMIT ? is clamped to the policy's maximum (100).
     let rows: Vec<u32> = conn
-        .exec("SELECT id FROM bench_points ORDER BY id LIMIT ?", (100_000,))
+        .exec(
+            "SELECT id FROM bench_points ORDER BY id LIMIT ?",
+            (100_000,),
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 100);
-    assert!(rows.iter().all(|id| id % 2 == 1), "tenant 1 owns the odd ids");
+    assert!(
+        rows.iter().all(|id| id % 2 == 1),
+        "tenant 1 owns the odd ids"
+    );
     // Denied templates are refused at prepare time with the text-query codes.
     for (sql, expected) in [
         ("DELETE FROM orders WHERE id = ?", 1227),
@@ -125,11 +159,37 @@ async fn binary_results_match_mariadb() {
         let got: Vec<Row> = proxied.exec(sql, (1,)).await.unwrap();
         assert_eq!(got.len(), expected.len(), "{sql}");
         for (g, e) in got.iter().zip(&expected) {
-            let gv: Vec<Value> = (0..g.len()).map(|i| g.as_ref(i).cloned().unwrap_or(Value::NULL)).collect();
-            let ev: Vec<Value> = (0..e.len()).map(|i| e.as_ref(i).cloned().unwrap_or(Value::NULL)).collect();
+            let gv: Vec<Value> = (0..g.len())
+                .map(|i| g.as_ref(i).cloned().unwrap_or(Value::NULL))
+                .collect();
+            let ev: Vec<Value> = (0..e.len())
+                .map(|i| e.as_ref(i).cloned().unwrap_or(Value::NULL))
+                .collect();
             assert_eq!(gv, ev, "{sql}");
-            let gc: Vec<(String, u8, u16, u16)> = g.columns_ref().iter().map(|c| (c.name_str().into_owned(), c.column_type() as u8, c.flags().bits(), c.character_set())).collect();
-            let ec: Vec<(String, u8, u16, u16)> = e.columns_ref().iter().map(|c| (c.name_str().into_owned(), c.column_type() as u8, c.flags().bits(), c.character_set())).collect();
+            let gc: Vec<(String, u8, u16, u16)> = g
+                .columns_ref()
+                .iter()
+                .map(|c| {
+                    (
+                        c.name_str().into_owned(),
+                        c.column_type() as u8,
+                        c.flags().bits(),
+                        c.character_set(),
+                    )
+                })
+                .collect();
+            let ec: Vec<(String, u8, u16, u16)> = e
+                .columns_ref()
+                .iter()
+                .map(|c| {
+                    (
+                        c.name_str().into_owned(),
+                        c.column_type() as u8,
+                        c.flags().bits(),
+                        c.character_set(),
+                    )
+                })
+                .collect();
             assert_eq!(gc, ec, "{sql}");
         }
     }
@@ -157,4 +217,77 @@ async fn prepared_statements_are_bounded_and_freed() {
     let v: Option<f64> = conn.exec_first(&again, (1,)).await.unwrap();
     assert_eq!(v, Some(1.0));
     drop(proxy);
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn ten_thousand_unclosed_prepares_stay_bounded() {
+    let db = common::mariadb::start_fixture().await;
+    let proxy = start_proxy(test_config(db.port())).await;
+    let opts = mysql_async::OptsBuilder::from_opts(proxy_opts(&proxy, CLAWDBOT)).stmt_cache_size(0);
+    let mut conn = Conn::new(opts).await.unwrap();
+    let mut direct = Conn::new(backend_opts_at(db.port())).await.unwrap();
+    let rss_before = rss_kib();
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..10_000 {
+        match conn
+            .prep(format!(
+                "SELECT name FROM products WHERE stock > {i} AND id = ?"
+            ))
+            .await
+        {
+            // Dropped without COM_STMT_CLOSE: the client "forgets" it.
+            Ok(_statement) => ok += 1,
+            Err(mysql_async::Error::Server(e)) if e.code == 1461 => refused += 1,
+            Err(e) => panic!("prepare #{i}: {e}"),
+        }
+    }
+    assert_eq!(ok, sqlguard::session::MAX_PREPARED_PER_SESSION);
+    assert_eq!(refused, 10_000 - ok);
+    let count: Option<(String, u64)> = direct
+        .query_first("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")
+        .await
+        .unwrap();
+    let backend = count.map(|(_, n)| n).unwrap_or(u64::MAX);
+    assert!(
+        backend <= ok as u64,
+        "backend holds {backend} prepared statements"
+    );
+    let grown = rss_kib().saturating_sub(rss_before);
+    assert!(
+        grown < 64 * 1024,
+        "memory grew by {grown} KiB over 10,000 prepares"
+    );
+    // The session still works, and leaving frees the backend's statements.
+    let name: Option<String> = conn
+        .query_first("SELECT name FROM products LIMIT 1")
+        .await
+        .unwrap();
+    assert!(name.is_some());
+    drop(conn);
+    let mut freed = false;
+    for _ in 0..50 {
+        let count: Option<(String, u64)> = direct
+            .query_first("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")
+            .await
+            .unwrap();
+        if count.map(|(_, n)| n) == Some(0) {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        freed,
+        "the backend statements are freed when the client leaves"
+    );
 }

@@ -31,7 +31,9 @@ struct Reader<'a>(&'a [u8]);
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], ExecuteError> {
         if self.0.len() < n {
-            return Err(ExecuteError::Malformed("value runs past the end of the packet"));
+            return Err(ExecuteError::Malformed(
+                "value runs past the end of the packet",
+            ));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
@@ -119,7 +121,13 @@ pub fn parse_execute(
 }
 
 fn read_value(r: &mut Reader<'_>, ty: u8, unsigned: bool) -> Result<Value, ExecuteError> {
-    let int = |v: i64, u: u64| if unsigned { Value::UInt(u) } else { Value::Int(v) };
+    let int = |v: i64, u: u64| {
+        if unsigned {
+            Value::UInt(u)
+        } else {
+            Value::Int(v)
+        }
+    };
     Ok(match ty {
         0x06 => Value::NULL,
         0x01 => {
@@ -128,11 +136,17 @@ fn read_value(r: &mut Reader<'_>, ty: u8, unsigned: bool) -> Result<Value, Execu
         }
         0x02 | 0x0d => {
             let b = r.array()?;
-            int(i64::from(i16::from_le_bytes(b)), u64::from(u16::from_le_bytes(b)))
+            int(
+                i64::from(i16::from_le_bytes(b)),
+                u64::from(u16::from_le_bytes(b)),
+            )
         }
         0x03 | 0x09 => {
             let b = r.array()?;
-            int(i64::from(i32::from_le_bytes(b)), u64::from(u32::from_le_bytes(b)))
+            int(
+                i64::from(i32::from_le_bytes(b)),
+                u64::from(u32::from_le_bytes(b)),
+            )
         }
         0x08 => {
             let b = r.array()?;
@@ -143,7 +157,8 @@ fn read_value(r: &mut Reader<'_>, ty: u8, unsigned: bool) -> Result<Value, Execu
         0x07 | 0x0a | 0x0c => {
             let len = r.u8()?;
             let b = r.take(usize::from(len))?;
-            let (mut y, mut mo, mut d, mut h, mut mi, mut s, mut us) = (0u16, 0u8, 0u8, 0u8, 0u8, 0u8, 0u32);
+            let (mut y, mut mo, mut d, mut h, mut mi, mut s, mut us) =
+                (0u16, 0u8, 0u8, 0u8, 0u8, 0u8, 0u32);
             if len >= 4 {
                 y = u16::from_le_bytes([b[0], b[1]]);
                 mo = b[2];
@@ -168,14 +183,22 @@ fn read_value(r: &mut Reader<'_>, ty: u8, unsigned: bool) -> Result<Value, Execu
                 } else {
                     0
                 };
-                Value::Time(b[0] == 1, u32::from_le_bytes([b[1], b[2], b[3], b[4]]), b[5], b[6], b[7], us)
+                Value::Time(
+                    b[0] == 1,
+                    u32::from_le_bytes([b[1], b[2], b[3], b[4]]),
+                    b[5],
+                    b[6],
+                    b[7],
+                    us,
+                )
             } else {
                 Value::Time(false, 0, 0, 0, 0, 0)
             }
         }
         _ => {
             let len = r.lenenc()?;
-            let len = usize::try_from(len).map_err(|_| ExecuteError::Malformed("value too long"))?;
+            let len =
+                usize::try_from(len).map_err(|_| ExecuteError::Malformed("value too long"))?;
             Value::Bytes(r.take(len)?.to_vec())
         }
     })
@@ -190,21 +213,31 @@ pub fn put_value(buf: &mut Vec<u8>, value: &Value, column_type: ColumnType, flag
         _ => 0,
     };
     match (column_type, value) {
-        (ColumnType::MYSQL_TYPE_TINY, v @ (Value::Int(_) | Value::UInt(_))) => buf.push(as_u64(v) as u8),
-        (ColumnType::MYSQL_TYPE_SHORT | ColumnType::MYSQL_TYPE_YEAR, v @ (Value::Int(_) | Value::UInt(_))) => {
-            buf.extend_from_slice(&(as_u64(v) as u16).to_le_bytes())
+        (ColumnType::MYSQL_TYPE_TINY, v @ (Value::Int(_) | Value::UInt(_))) => {
+            buf.push(as_u64(v) as u8)
         }
-        (ColumnType::MYSQL_TYPE_LONG | ColumnType::MYSQL_TYPE_INT24, v @ (Value::Int(_) | Value::UInt(_))) => {
-            buf.extend_from_slice(&(as_u64(v) as u32).to_le_bytes())
-        }
+        (
+            ColumnType::MYSQL_TYPE_SHORT | ColumnType::MYSQL_TYPE_YEAR,
+            v @ (Value::Int(_) | Value::UInt(_)),
+        ) => buf.extend_from_slice(&(as_u64(v) as u16).to_le_bytes()),
+        (
+            ColumnType::MYSQL_TYPE_LONG | ColumnType::MYSQL_TYPE_INT24,
+            v @ (Value::Int(_) | Value::UInt(_)),
+        ) => buf.extend_from_slice(&(as_u64(v) as u32).to_le_bytes()),
         (ColumnType::MYSQL_TYPE_LONGLONG, v @ (Value::Int(_) | Value::UInt(_))) => {
             let _ = unsigned;
             buf.extend_from_slice(&as_u64(v).to_le_bytes())
         }
         (ColumnType::MYSQL_TYPE_FLOAT, Value::Float(f)) => buf.extend_from_slice(&f.to_le_bytes()),
-        (ColumnType::MYSQL_TYPE_FLOAT, Value::Double(f)) => buf.extend_from_slice(&(*f as f32).to_le_bytes()),
-        (ColumnType::MYSQL_TYPE_DOUBLE, Value::Double(f)) => buf.extend_from_slice(&f.to_le_bytes()),
-        (ColumnType::MYSQL_TYPE_DOUBLE, Value::Float(f)) => buf.extend_from_slice(&f64::from(*f).to_le_bytes()),
+        (ColumnType::MYSQL_TYPE_FLOAT, Value::Double(f)) => {
+            buf.extend_from_slice(&(*f as f32).to_le_bytes())
+        }
+        (ColumnType::MYSQL_TYPE_DOUBLE, Value::Double(f)) => {
+            buf.extend_from_slice(&f.to_le_bytes())
+        }
+        (ColumnType::MYSQL_TYPE_DOUBLE, Value::Float(f)) => {
+            buf.extend_from_slice(&f64::from(*f).to_le_bytes())
+        }
         (_, Value::Date(y, mo, d, h, mi, s, us)) => {
             // MariaDB's shortest form: 0, 4 (date), 7 (+time), 11 (+microseconds).
             if *us != 0 {
@@ -275,7 +308,12 @@ mod tests {
         values.push(3);
         values.extend_from_slice(b"abc");
         values.extend_from_slice(&[7, 0xE8, 0x07, 2, 29, 13, 14, 15]);
-        let packet = execute_packet(9, &[(0x08, 0), (0x08, 0x80), (0xfd, 0), (0x0c, 0), (0x06, 0)], 0b10000, &values);
+        let packet = execute_packet(
+            9,
+            &[(0x08, 0), (0x08, 0x80), (0xfd, 0), (0x0c, 0), (0x06, 0)],
+            0b10000,
+            &values,
+        );
         let mut long = Default::default();
         let e = parse_execute(&packet, 5, &[], &mut long).unwrap();
         assert_eq!(e.statement, 9);
@@ -322,10 +360,20 @@ mod tests {
     #[test]
     fn dates_use_the_shortest_encoding() {
         let mut b = Vec::new();
-        put_value(&mut b, &Value::Date(2024, 1, 2, 0, 0, 0, 0), ColumnType::MYSQL_TYPE_DATE, ColumnFlags::empty());
+        put_value(
+            &mut b,
+            &Value::Date(2024, 1, 2, 0, 0, 0, 0),
+            ColumnType::MYSQL_TYPE_DATE,
+            ColumnFlags::empty(),
+        );
         assert_eq!(b, vec![4, 0xE8, 0x07, 1, 2]);
         b.clear();
-        put_value(&mut b, &Value::Time(true, 1, 2, 3, 4, 5), ColumnType::MYSQL_TYPE_TIME, ColumnFlags::empty());
+        put_value(
+            &mut b,
+            &Value::Time(true, 1, 2, 3, 4, 5),
+            ColumnType::MYSQL_TYPE_TIME,
+            ColumnFlags::empty(),
+        );
         assert_eq!(b, vec![12, 1, 1, 0, 0, 0, 2, 3, 4, 5, 0, 0, 0]);
     }
 }

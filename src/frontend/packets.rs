@@ -179,7 +179,11 @@ impl ResponseWriter {
 
     /// One binary-protocol row (prepared statements): header, NULL bitmap
     /// (offset 2), then each non-NULL value in its column's encoding.
-    pub async fn binary_row(&mut self, columns: &[Column], row: &mysql_async::Row) -> io::Result<()> {
+    pub async fn binary_row(
+        &mut self,
+        columns: &[Column],
+        row: &mysql_async::Row,
+    ) -> io::Result<()> {
         let p = self.begin_packet();
         self.buf.push(0x00);
         let bitmap_at = self.buf.len();

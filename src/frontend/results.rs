@@ -79,7 +79,11 @@ pub async fn run_prepared(
     end_response(conn, outcome, out).await
 }
 
-async fn end_response(conn: &mut Conn, outcome: Finished, out: &mut ResponseWriter) -> io::Result<Outcome> {
+async fn end_response(
+    conn: &mut Conn,
+    outcome: Finished,
+    out: &mut ResponseWriter,
+) -> io::Result<Outcome> {
     // The result is consumed, so the backend's final OK (warnings, status
     // flags) is known and the response can be ended with it.
     let (warnings, status) = last_warnings_and_status(conn);

@@ -87,7 +87,10 @@ impl StatementInput {
     pub fn put_back(&mut self, mut other: StatementInput) {
         for (key, data) in other.long_data.drain() {
             self.long_data_bytes += data.len();
-            self.long_data.entry(key).or_default().extend_from_slice(&data);
+            self.long_data
+                .entry(key)
+                .or_default()
+                .extend_from_slice(&data);
         }
     }
 
@@ -172,7 +175,11 @@ impl ConnSignals {
                         format!("more than {MAX_COMMAND_BYTES} bytes of long data"),
                     ));
                 }
-                input.long_data.entry((stmt, param)).or_default().extend_from_slice(data);
+                input
+                    .long_data
+                    .entry((stmt, param))
+                    .or_default()
+                    .extend_from_slice(data);
             }
             Some(&COM_STMT_RESET) if command.len() >= 5 => {
                 let stmt = u32::from_le_bytes([command[1], command[2], command[3], command[4]]);

@@ -24,7 +24,9 @@ pub enum ParamCheck {
     /// Must equal the session's tenant (an explicit tenant column value).
     Tenant,
     /// The top-level LIMIT: clamped to `max`.
-    Limit { max: u64 },
+    Limit {
+        max: u64,
+    },
 }
 
 /// One placeholder: its check, and the `table.column` it is compared with or
@@ -78,13 +80,19 @@ pub(super) fn collect(
 
 fn limit_count(query: &mut Query) -> Option<&mut Expr> {
     match &mut query.limit_clause {
-        Some(LimitClause::LimitOffset { limit: Some(count), .. })
+        Some(LimitClause::LimitOffset {
+            limit: Some(count), ..
+        })
         | Some(LimitClause::OffsetCommaLimit { limit: count, .. }) => Some(count),
         _ => None,
     }
 }
 
-fn insert_rules(insert: &mut sqlparser::ast::Insert, session: &SessionContext<'_>, marker: &mut Marker) {
+fn insert_rules(
+    insert: &mut sqlparser::ast::Insert,
+    session: &SessionContext<'_>,
+    marker: &mut Marker,
+) {
     let sqlparser::ast::TableObject::TableName(name) = &insert.table else {
         return;
     };
@@ -107,7 +115,9 @@ fn insert_rules(insert: &mut sqlparser::ast::Insert, session: &SessionContext<'_
     };
     for row in &mut values.rows {
         for (column, value) in columns.iter().zip(row.content.iter_mut()) {
-            let check = if column == &session.policy.tenant_column && matches!(table.scope, Scope::Tenant) {
+            let check = if column == &session.policy.tenant_column
+                && matches!(table.scope, Scope::Tenant)
+            {
                 ParamCheck::Tenant
             } else if table.is_uuid(column) {
                 ParamCheck::Uuid
@@ -134,7 +144,10 @@ fn column_rule(
     tables: &StatementTables<'_>,
 ) -> ParamRule {
     let Some(ObjectNamePart::Identifier(column)) = column else {
-        return ParamRule { check: ParamCheck::Any, column: None };
+        return ParamRule {
+            check: ParamCheck::Any,
+            column: None,
+        };
     };
     let column = column.value.to_ascii_lowercase();
     let candidates = match qualifier {
@@ -346,7 +359,11 @@ pub enum BoundValue<'a> {
 
 /// Checks one bound value against its rule. `Ok(Some(n))` means: bind `n`
 /// instead (a LIMIT clamped to the policy's maximum).
-pub fn check_bound(rule: &ParamRule, value: BoundValue<'_>, tenant: u64) -> Result<Option<u64>, Denial> {
+pub fn check_bound(
+    rule: &ParamRule,
+    value: BoundValue<'_>,
+    tenant: u64,
+) -> Result<Option<u64>, Denial> {
     let column = rule.column.as_deref().unwrap_or("the parameter");
     let shown = || match value {
         BoundValue::Null => "NULL".to_string(),
@@ -360,6 +377,10 @@ pub fn check_bound(rule: &ParamRule, value: BoundValue<'_>, tenant: u64) -> Resu
         match value {
             BoundValue::Int(i) => Some(i128::from(i)),
             BoundValue::UInt(u) => Some(i128::from(u)),
+            // Node's mysql2 binds every JS number as a DOUBLE.
+            BoundValue::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e18 => {
+                Some(f as i128)
+            }
             BoundValue::Bytes(b) => std::str::from_utf8(b)
                 .ok()
                 .filter(|s| super::columns::is_integer(s))
@@ -371,16 +392,30 @@ pub fn check_bound(rule: &ParamRule, value: BoundValue<'_>, tenant: u64) -> Resu
         Err(Denial::new(
             Rule::TypedLiteral,
             StatementKind::Unknown,
-            format!("bound value {} is not a valid {expected} for {column}", shown()),
+            format!(
+                "bound value {} is not a valid {expected} for {column}",
+                shown()
+            ),
             Some(hint),
         ))
     };
     match &rule.check {
         ParamCheck::Any => Ok(None),
-        _ if matches!(value, BoundValue::Null) && !matches!(rule.check, ParamCheck::Tenant | ParamCheck::Limit { .. }) => Ok(None),
+        _ if matches!(value, BoundValue::Null)
+            && !matches!(rule.check, ParamCheck::Tenant | ParamCheck::Limit { .. }) =>
+        {
+            Ok(None)
+        }
         ParamCheck::Uuid => match value {
-            BoundValue::Bytes(b) if std::str::from_utf8(b).is_ok_and(super::columns::is_uuid) => Ok(None),
-            _ => wrong("UUID", format!("{column} holds UUIDs like '3f2504e0-4f89-41d3-9a0c-0305e82c1001'; look the id up first")),
+            BoundValue::Bytes(b) if std::str::from_utf8(b).is_ok_and(super::columns::is_uuid) => {
+                Ok(None)
+            }
+            _ => wrong(
+                "UUID",
+                format!(
+                    "{column} holds UUIDs like '3f2504e0-4f89-41d3-9a0c-0305e82c1001'; look the id up first"
+                ),
+            ),
         },
         ParamCheck::Integer => match as_integer() {
             Some(_) => Ok(None),
@@ -391,7 +426,10 @@ pub fn check_bound(rule: &ParamRule, value: BoundValue<'_>, tenant: u64) -> Resu
             _ => Err(Denial::new(
                 Rule::TenantScope,
                 StatementKind::Insert,
-                format!("bound value {} for {column} is not your tenant ({tenant})", shown()),
+                format!(
+                    "bound value {} for {column} is not your tenant ({tenant})",
+                    shown()
+                ),
                 Some("leave the tenant column out: sqlguard sets it".into()),
             )),
         },
@@ -409,30 +447,54 @@ mod tests {
     use super::*;
 
     fn rule(check: ParamCheck) -> ParamRule {
-        ParamRule { check, column: Some("products.id".into()) }
+        ParamRule {
+            check,
+            column: Some("products.id".into()),
+        }
     }
 
     #[test]
     fn bound_values_are_checked() {
         let uuid = rule(ParamCheck::Uuid);
-        assert!(check_bound(&uuid, BoundValue::Bytes(b"3f2504e0-4f89-41d3-9a0c-0305e82c1001"), 1).is_ok());
+        assert!(
+            check_bound(
+                &uuid,
+                BoundValue::Bytes(b"3f2504e0-4f89-41d3-9a0c-0305e82c1001"),
+                1
+            )
+            .is_ok()
+        );
         assert!(check_bound(&uuid, BoundValue::Null, 1).is_ok());
         let d = check_bound(&uuid, BoundValue::Bytes(b"1 OR 1=1"), 1).unwrap_err();
         assert_eq!(d.rule, Rule::TypedLiteral);
-        assert!(d.message.contains("products.id") && d.message.contains("'1 OR 1=1'"), "{}", d.message);
+        assert!(
+            d.message.contains("products.id") && d.message.contains("'1 OR 1=1'"),
+            "{}",
+            d.message
+        );
         assert!(check_bound(&uuid, BoundValue::Int(5), 1).is_err());
         let int = rule(ParamCheck::Integer);
         assert!(check_bound(&int, BoundValue::UInt(5), 1).is_ok());
         assert!(check_bound(&int, BoundValue::Bytes(b"42"), 1).is_ok());
         assert!(check_bound(&int, BoundValue::Bytes(b"4.2"), 1).is_err());
-        assert!(check_bound(&int, BoundValue::Float(4.0), 1).is_err());
+        assert!(check_bound(&int, BoundValue::Float(4.0), 1).is_ok());
+        assert!(check_bound(&int, BoundValue::Float(4.5), 1).is_err());
+        assert!(check_bound(&int, BoundValue::Float(f64::NAN), 1).is_err());
         let tenant = rule(ParamCheck::Tenant);
         assert!(check_bound(&tenant, BoundValue::Int(1), 1).is_ok());
-        assert_eq!(check_bound(&tenant, BoundValue::Int(2), 1).unwrap_err().rule, Rule::TenantScope);
+        assert_eq!(
+            check_bound(&tenant, BoundValue::Int(2), 1)
+                .unwrap_err()
+                .rule,
+            Rule::TenantScope
+        );
         assert!(check_bound(&tenant, BoundValue::Null, 1).is_err());
         let limit = rule(ParamCheck::Limit { max: 100 });
         assert_eq!(check_bound(&limit, BoundValue::Int(5), 1).unwrap(), None);
-        assert_eq!(check_bound(&limit, BoundValue::UInt(100_000), 1).unwrap(), Some(100));
+        assert_eq!(
+            check_bound(&limit, BoundValue::UInt(100_000), 1).unwrap(),
+            Some(100)
+        );
         assert!(check_bound(&limit, BoundValue::Int(-1), 1).is_err());
     }
 }

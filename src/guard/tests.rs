@@ -1104,10 +1104,16 @@ fn tables_outside_the_policy_and_odd_table_expressions() {
 #[track_caller]
 fn check_params(sql: &str, expected_sql: &str, expected: &[(ParamCheck, Option<&str>)]) {
     match check_prepared(sql, &session(&read_write())) {
-        Decision::Allow { sql: forwarded, params, .. } => {
+        Decision::Allow {
+            sql: forwarded,
+            params,
+            ..
+        } => {
             assert_eq!(forwarded.as_str(), expected_sql, "{sql}");
-            let got: Vec<(ParamCheck, Option<&str>)> =
-                params.iter().map(|p| (p.check.clone(), p.column.as_deref())).collect();
+            let got: Vec<(ParamCheck, Option<&str>)> = params
+                .iter()
+                .map(|p| (p.check.clone(), p.column.as_deref()))
+                .collect();
             assert_eq!(got, expected, "{sql}");
         }
         other => panic!("expected Allow for {sql:?}, got {other:?}"),
@@ -1177,9 +1183,15 @@ fn placeholders_are_typed_in_mariadb_order() {
 fn prepared_templates_follow_the_same_rules() {
     for (sql, rule) in [
         ("DELETE FROM orders WHERE id = ?", Rule::StatementNotAllowed),
-        ("SELECT api_keys FROM tenants WHERE id = ?", Rule::ColumnDenied),
+        (
+            "SELECT api_keys FROM tenants WHERE id = ?",
+            Rule::ColumnDenied,
+        ),
         ("SELECT * FROM secrets WHERE id = ?", Rule::TableNotAllowed),
-        ("UPDATE orders SET tenant_id = ? WHERE id = ?", Rule::TenantScope),
+        (
+            "UPDATE orders SET tenant_id = ? WHERE id = ?",
+            Rule::TenantScope,
+        ),
     ] {
         match check_prepared(sql, &session(&read_write())) {
             Decision::Deny(d) => assert_eq!(d.rule, rule, "{sql}"),

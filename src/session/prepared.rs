@@ -76,7 +76,11 @@ fn bound(value: &Value) -> BoundValue<'_> {
 
 impl Session {
     /// COM_STMT_PREPARE.
-    pub async fn prepare<W>(&mut self, sql: &str, writer: StatementMetaWriter<'_, W>) -> io::Result<()>
+    pub async fn prepare<W>(
+        &mut self,
+        sql: &str,
+        writer: StatementMetaWriter<'_, W>,
+    ) -> io::Result<()>
     where
         W: AsyncWrite + Send + Unpin,
     {
@@ -101,7 +105,10 @@ impl Session {
                 "sqlguard: a session may hold at most {MAX_PREPARED_PER_SESSION} prepared statements; close the ones you no longer need"
             );
             return writer
-                .error(ErrorKind::ER_MAX_PREPARED_STMT_COUNT_REACHED, message.as_bytes())
+                .error(
+                    ErrorKind::ER_MAX_PREPARED_STMT_COUNT_REACHED,
+                    message.as_bytes(),
+                )
                 .await;
         }
         let statement = match self.prepare_on_backend(&sql, params.len()).await {
@@ -127,7 +134,11 @@ impl Session {
         writer.reply(id, &param_meta, &column_meta).await
     }
 
-    async fn prepare_on_backend(&mut self, sql: &CheckedSql, expected_params: usize) -> Result<Statement, BackendError> {
+    async fn prepare_on_backend(
+        &mut self,
+        sql: &CheckedSql,
+        expected_params: usize,
+    ) -> Result<Statement, BackendError> {
         let conn = self.pinned().await?;
         let statement = match conn.prep(sql.as_str()).await {
             Ok(s) => s,
@@ -154,24 +165,46 @@ impl Session {
 
     /// COM_STMT_EXECUTE. The parameters are read from `input` (captured from
     /// the byte stream), never through opensrv's parser.
-    pub async fn execute(&mut self, id: u32, input: &mut StatementInput, mut out: ResponseWriter) -> io::Result<()> {
+    pub async fn execute(
+        &mut self,
+        id: u32,
+        input: &mut StatementInput,
+        mut out: ResponseWriter,
+    ) -> io::Result<()> {
         let payload = input.execute.take().unwrap_or_default();
         let Some(prepared) = self.prepared.by_id.get_mut(&id) else {
             input.clear_long_data(id);
             return out
-                .err(1243, "HY000", &format!("sqlguard: unknown prepared statement handler ({id}) given to EXECUTE"))
+                .err(
+                    1243,
+                    "HY000",
+                    &format!(
+                        "sqlguard: unknown prepared statement handler ({id}) given to EXECUTE"
+                    ),
+                )
                 .await
                 .and(out.flush().await);
         };
-        let execute = parse_execute(&payload, prepared.params.len(), &prepared.types, &mut input.long_data);
+        let execute = parse_execute(
+            &payload,
+            prepared.params.len(),
+            &prepared.types,
+            &mut input.long_data,
+        );
         input.clear_long_data(id);
         let mut execute = match execute {
             Ok(e) => e,
             Err(e @ ExecuteError::Cursor) => {
-                return out.err(1235, "42000", &format!("sqlguard: {e}")).await.and(out.flush().await);
+                return out
+                    .err(1235, "42000", &format!("sqlguard: {e}"))
+                    .await
+                    .and(out.flush().await);
             }
             Err(e) => {
-                return out.err(1210, "HY000", &format!("sqlguard: {e}")).await.and(out.flush().await);
+                return out
+                    .err(1210, "HY000", &format!("sqlguard: {e}"))
+                    .await
+                    .and(out.flush().await);
             }
         };
         prepared.types = std::mem::take(&mut execute.types);
@@ -183,7 +216,10 @@ impl Session {
                     tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = %denial.rule, "execute denied");
                     let e = error::for_denial(&denial);
                     let state = String::from_utf8_lossy(e.kind.sqlstate()).into_owned();
-                    return out.err(e.kind as u16, &state, &e.message).await.and(out.flush().await);
+                    return out
+                        .err(e.kind as u16, &state, &e.message)
+                        .await
+                        .and(out.flush().await);
                 }
             }
         }
@@ -198,20 +234,31 @@ impl Session {
                 Err(e) => {
                     let client = error::for_backend(&e);
                     let state = String::from_utf8_lossy(client.kind.sqlstate()).into_owned();
-                    return out.err(client.kind as u16, &state, &client.message).await.and(out.flush().await);
+                    return out
+                        .err(client.kind as u16, &state, &client.message)
+                        .await
+                        .and(out.flush().await);
                 }
             }
         }
         let statement = match self.prepared.by_id.get(&id).and_then(|p| p.backend.clone()) {
             Some(s) => s,
-            None => return out.err(1243, "HY000", "sqlguard: statement lost").await.and(out.flush().await),
+            None => {
+                return out
+                    .err(1243, "HY000", "sqlguard: statement lost")
+                    .await
+                    .and(out.flush().await);
+            }
         };
         let conn = match self.pinned().await {
             Ok(conn) => conn,
             Err(e) => {
                 let client = error::for_backend(&e);
                 let state = String::from_utf8_lossy(client.kind.sqlstate()).into_owned();
-                return out.err(client.kind as u16, &state, &client.message).await.and(out.flush().await);
+                return out
+                    .err(client.kind as u16, &state, &client.message)
+                    .await
+                    .and(out.flush().await);
             }
         };
         let outcome = results::run_prepared(conn, &statement, execute.values, &mut out).await?;
