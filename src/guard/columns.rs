@@ -19,7 +19,11 @@ pub(super) fn check(
     tables: &StatementTables<'_>,
     kind: StatementKind,
 ) -> Result<(), Denial> {
-    let mut checker = Columns { tables, kind };
+    let mut checker = Columns {
+        tables,
+        kind,
+        scopes: Vec::new(),
+    };
     match statement.visit(&mut checker) {
         ControlFlow::Break(denial) => Err(denial),
         ControlFlow::Continue(()) => Ok(()),
@@ -29,6 +33,8 @@ pub(super) fn check(
 struct Columns<'a, 'p> {
     tables: &'a StatementTables<'p>,
     kind: StatementKind,
+    /// The FROM tables of the SELECTs being visited, innermost last.
+    scopes: Vec<Vec<&'p TablePolicy>>,
 }
 
 /// What a column must hold.
@@ -102,7 +108,7 @@ impl Columns<'_, '_> {
         let column = column.value.to_ascii_lowercase();
         let candidates: Vec<&TablePolicy> = match qualifier {
             Some(q) => self.tables.resolve(&q.value).to_vec(),
-            None => self.tables.tables.clone(),
+            None => self.tables.candidates_for(&column, &self.scopes),
         };
         candidates
             .into_iter()
@@ -195,7 +201,13 @@ fn factor_tables(factor: &TableFactor, out: &mut Vec<String>) {
 impl Visitor for Columns<'_, '_> {
     type Break = Denial;
 
+    fn post_visit_select(&mut self, _select: &Select) -> ControlFlow<Denial> {
+        self.scopes.pop();
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<Denial> {
+        self.scopes.push(self.tables.of_select(select));
         self.check_wildcards(select)?;
         // USING (col) names columns outside any expression.
         for twj in &select.from {

@@ -73,7 +73,11 @@ pub(super) fn collect(
         }
         _ => {}
     }
-    let mut visitor = Typing { tables, marker };
+    let mut visitor = Typing {
+        tables,
+        marker,
+        scopes: Vec::new(),
+    };
     let _ = statement.visit(&mut visitor);
     visitor.marker.rules
 }
@@ -214,6 +218,8 @@ impl Marker {
 struct Typing<'a, 'p> {
     tables: &'a StatementTables<'p>,
     marker: Marker,
+    /// The FROM tables of the SELECTs being visited, innermost last.
+    scopes: Vec<Vec<&'p crate::policy::TablePolicy>>,
 }
 
 impl Typing<'_, '_> {
@@ -229,7 +235,7 @@ impl Typing<'_, '_> {
         let column = column.value.to_ascii_lowercase();
         let candidates = match qualifier {
             Some(q) => self.tables.resolve(&q.value).to_vec(),
-            None => self.tables.tables.clone(),
+            None => self.tables.candidates_for(&column, &self.scopes),
         };
         Some(rule_for(&column, &candidates))
     }
@@ -249,6 +255,16 @@ impl Typing<'_, '_> {
 
 impl VisitorMut for Typing<'_, '_> {
     type Break = ();
+
+    fn pre_visit_select(&mut self, select: &mut sqlparser::ast::Select) -> ControlFlow<()> {
+        self.scopes.push(self.tables.of_select(select));
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_select(&mut self, _select: &mut sqlparser::ast::Select) -> ControlFlow<()> {
+        self.scopes.pop();
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match expr {

@@ -43,6 +43,50 @@ impl<'p> StatementTables<'p> {
     }
 }
 
+impl<'p> StatementTables<'p> {
+    /// The policy tables in one SELECT's own FROM (joins and nesting included).
+    pub fn of_select(&self, select: &sqlparser::ast::Select) -> Vec<&'p TablePolicy> {
+        let mut names = Vec::new();
+        for twj in &select.from {
+            super::columns::base_tables(twj, &mut names);
+        }
+        let mut out: Vec<&'p TablePolicy> = Vec::new();
+        for name in names {
+            for t in self.resolve(&name) {
+                if !out.iter().any(|o| std::ptr::eq(*o, *t)) {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    }
+
+    /// The tables an unqualified column may belong to, given the FROM
+    /// scopes it sits in (innermost last): MariaDB looks in the innermost
+    /// SELECT first, then outward. Outside any SELECT: every table.
+    pub fn candidates_for(
+        &self,
+        column: &str,
+        scopes: &[Vec<&'p TablePolicy>],
+    ) -> Vec<&'p TablePolicy> {
+        for scope in scopes.iter().rev() {
+            let typed: Vec<&'p TablePolicy> = scope
+                .iter()
+                .copied()
+                .filter(|t| t.is_uuid(column) || t.is_integer(column))
+                .collect();
+            if !typed.is_empty() {
+                return typed;
+            }
+        }
+        if scopes.is_empty() {
+            self.tables.clone()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// The table part of `name` (`shop.products` → `products`), lowercase.
 /// Qualifiers other than the session's database are refused by `rules`.
 pub(super) fn table_name(name: &ObjectName) -> Option<String> {
