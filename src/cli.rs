@@ -67,6 +67,27 @@ pub enum Command {
     },
     /// Read a password on stdin and print its mysql_native_password hash.
     HashPassword,
+    /// Read and filter the audit log; --verify checks its hash chain.
+    Audit {
+        #[arg(long, default_value = "audit.log")]
+        file: PathBuf,
+        /// Check the hash chain and name the first broken line (exit 1 if broken).
+        #[arg(long)]
+        verify: bool,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        tenant: Option<u64>,
+        /// allow, deny or error.
+        #[arg(long, value_parser = ["allow", "deny", "error"])]
+        decision: Option<String>,
+        /// Only records newer than this, e.g. 10m, 2h.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// Print the records as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs a subcommand and returns the process exit code.
@@ -93,6 +114,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check { config, user, sql } => check(&config, &user, sql),
         Command::Validate { config } => crate::validate::run(&config).await,
         Command::HashPassword => hash_password(),
+        Command::Audit {
+            file,
+            verify,
+            user,
+            tenant,
+            decision,
+            since,
+            json,
+        } => {
+            let since = match since.as_deref().map(config::parse_duration) {
+                None => None,
+                Some(Some(d)) => Some(d),
+                Some(None) => {
+                    eprintln!("error: --since: not a duration (write e.g. 10m, 2h)");
+                    return Ok(2);
+                }
+            };
+            let filter = crate::audit::read::Filter {
+                user,
+                tenant,
+                decision,
+                since,
+            };
+            audit(&file, verify, &filter, json)
+        }
     }
 }
 
@@ -250,6 +296,54 @@ fn check(config_path: &Path, user: &str, sql: Option<String>) -> anyhow::Result<
             Ok(1)
         }
     }
+}
+
+fn audit(
+    file: &Path,
+    verify: bool,
+    filter: &crate::audit::read::Filter,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return Ok(2);
+        }
+    };
+    if verify {
+        return Ok(match crate::audit::read::verify(&text) {
+            Ok(n) => {
+                say(&format!("ok: {n} records, hash chain intact"));
+                0
+            }
+            Err((line, why)) => {
+                say(&format!("broken: line {line}: {why}"));
+                1
+            }
+        });
+    }
+    let now = std::time::SystemTime::now();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: crate::audit::Record = match serde_json::from_str(line) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: line {}: not an audit record: {e}", i + 1);
+                return Ok(2);
+            }
+        };
+        if filter.matches(&record, now) {
+            if json {
+                say(line);
+            } else {
+                say(&crate::audit::read::human(&record));
+            }
+        }
+    }
+    Ok(0)
 }
 
 /// Prints to stdout; a closed pipe (`| head`) is not an error worth a panic.

@@ -11,12 +11,14 @@
 //! - [`guard`]: pure, no I/O. Decides `Decision::Allow(CheckedSql)` or
 //!   `Decision::Deny(Denial)` for one statement.
 //! - [`backend`]: the mysql_async pool towards MariaDB; runs only `CheckedSql`.
+//! - [`audit`]: the hash-chained JSON-lines audit log, and its reader.
 //! - [`config`]: `proxy.toml` parsed once, at start-up, into validated types.
 //! - [`policy`]: `policies/<name>.toml` compiled into what the guard reads.
 //! - [`error`]: the one mapping from errors to MySQL error codes.
 //! - [`mariadb`]: starts a private `mariadbd` (used by `sqlguard demo` and tests).
 //! - [`cli`]: the command line.
 
+pub mod audit;
 pub mod backend;
 pub mod cli;
 pub mod config;

@@ -9,11 +9,13 @@ pub use prepared::MAX_PREPARED_PER_SESSION;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use mysql_async::Conn;
 use opensrv_mysql::QueryResultWriter;
 use tokio::io::AsyncWrite;
 
+use crate::audit::{self, AuditLog};
 use crate::backend::{Backend, BackendError};
 use crate::config::UserConfig;
 use crate::error;
@@ -30,6 +32,22 @@ pub struct Session {
     /// database went away, so the next statement gets a fresh one.
     pinned: Option<Conn>,
     prepared: prepared::PreparedStatements,
+    audit: Arc<AuditLog>,
+}
+
+fn micros(since: Instant) -> u64 {
+    since.elapsed().as_micros().try_into().unwrap_or(u64::MAX)
+}
+
+/// The refusal while the audit log cannot be written (DESIGN.md: nothing
+/// runs unaudited).
+fn audit_unavailable() -> guard::Denial {
+    guard::Denial::new(
+        guard::Rule::AuditUnavailable,
+        guard::StatementKind::Unknown,
+        "the audit log cannot be written, so no statement may run",
+        Some("retry later; the operators have been alerted".into()),
+    )
 }
 
 impl Session {
@@ -38,6 +56,7 @@ impl Session {
         client_addr: SocketAddr,
         user: Arc<UserConfig>,
         backend: Backend,
+        audit: Arc<AuditLog>,
     ) -> Self {
         Session {
             conn_id,
@@ -46,6 +65,7 @@ impl Session {
             backend,
             pinned: None,
             prepared: prepared::PreparedStatements::default(),
+            audit,
         }
     }
 
@@ -58,9 +78,9 @@ impl Session {
         }
     }
 
-    /// COM_QUERY: guard, then (if allowed) run on the pinned connection.
-    /// Denials go through opensrv's `writer`; backend results are written by
-    /// `response` (frontend/packets.rs explains why).
+    /// COM_QUERY: guard, then (if allowed) run on the pinned connection,
+    /// then the audit record. Denials go through opensrv's `writer`; backend
+    /// results are written by `response` (frontend/packets.rs explains why).
     pub async fn query<W>(
         &mut self,
         sql: &str,
@@ -70,27 +90,86 @@ impl Session {
     where
         W: AsyncWrite + Send + Unpin,
     {
-        let decision = guard::check(sql, &self.context());
+        let started = Instant::now();
+        let decision = if self.audit.is_healthy() {
+            guard::check(sql, &self.context())
+        } else {
+            Decision::Deny(audit_unavailable())
+        };
+        let mut entry = self.entry("query", sql);
+        entry.kind = decision.kind().name();
         match decision {
             Decision::Deny(denial) => {
                 tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = %denial.rule, "denied");
                 let e = error::for_denial(&denial);
+                self.record_denial(entry, &denial, started);
                 writer.error(e.kind, e.message.as_bytes()).await
             }
-            Decision::LocalOk { .. } => writer.completed(results::local_ok()).await,
-            Decision::Allow { sql, .. } => {
+            Decision::LocalOk { .. } => {
+                self.finish(entry, "allow", started, None);
+                writer.completed(results::local_ok()).await
+            }
+            Decision::Allow { sql, rewrites, .. } => {
+                entry.executed_sql = Some(sql.to_string());
+                entry.rewrites = Some(rewrites.describe());
                 let conn = match self.pinned().await {
                     Ok(conn) => conn,
                     Err(e) => {
-                        let e = error::for_backend(&e);
-                        return writer.error(e.kind, e.message.as_bytes()).await;
+                        let client = error::for_backend(&e);
+                        entry.executed_sql = None;
+                        entry.message = Some(client.message.clone());
+                        self.finish(entry, "error", started, None);
+                        return writer.error(client.kind, client.message.as_bytes()).await;
                     }
                 };
+                let backend_started = Instant::now();
                 let outcome = results::run_text_query(conn, sql.as_str(), &mut response).await?;
+                entry.backend_us = Some(micros(backend_started));
+                self.record_outcome(entry, &outcome, started);
                 self.after_statement(&outcome);
                 Ok(())
             }
         }
+    }
+
+    /// An audit entry for this session with the fields every record has.
+    fn entry(&self, command: &'static str, sql: &str) -> audit::Entry {
+        audit::Entry {
+            conn_id: self.conn_id,
+            user: self.user.name.clone(),
+            tenant_id: Some(self.user.tenant_id),
+            client_addr: self.client_addr.to_string(),
+            command,
+            sql: Some(sql.to_string()),
+            ..audit::Entry::default()
+        }
+    }
+
+    fn record_denial(&self, mut entry: audit::Entry, denial: &guard::Denial, started: Instant) {
+        entry.rule = Some(denial.rule.name());
+        entry.message = Some(denial.client_message());
+        self.finish(entry, "deny", started, None);
+    }
+
+    fn record_outcome(&self, mut entry: audit::Entry, outcome: &Outcome, started: Instant) {
+        entry.rows = Some(outcome.rows);
+        let decision = match &outcome.backend_error {
+            Some(e) => {
+                entry.message = Some(error::for_backend(e).message);
+                "error"
+            }
+            None => "allow",
+        };
+        self.finish(entry, decision, started, None);
+    }
+
+    fn finish(&self, mut entry: audit::Entry, decision: &'static str, started: Instant, rows: Option<u64>) {
+        entry.decision = decision;
+        entry.duration_us = micros(started);
+        if rows.is_some() {
+            entry.rows = rows;
+        }
+        self.audit.write(entry);
     }
 
     /// COM_INIT_DB and the handshake's database.

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::AuditLog;
 use crate::backend::{Backend, advertised_version};
 use crate::config::{Config, UserConfig};
 use crate::error;
@@ -37,6 +38,7 @@ const VERSION_RETRY: Duration = Duration::from_secs(2);
 pub struct Shared {
     pub config: Config,
     pub backend: Backend,
+    pub audit: Arc<AuditLog>,
     pub users: HashMap<String, Arc<UserConfig>>,
     pub conn_ids: ConnectionIds,
     version: RwLock<String>,
@@ -90,6 +92,8 @@ impl RunningProxy {
 pub async fn start(config: Config) -> io::Result<RunningProxy> {
     let listener = TcpListener::bind(config.listen.address).await?;
     let addr = listener.local_addr()?;
+    let audit = AuditLog::open(config.audit.path.as_deref())
+        .map_err(|e| io::Error::other(e.to_string()))?;
     let backend = Backend::new(&config.backend);
     let users = config
         .users
@@ -98,6 +102,7 @@ pub async fn start(config: Config) -> io::Result<RunningProxy> {
         .collect();
     let shared = Arc::new(Shared {
         backend,
+        audit: Arc::new(audit),
         users,
         conn_ids: ConnectionIds::default(),
         version: RwLock::new(advertised_version(FALLBACK_BACKEND_VERSION)),

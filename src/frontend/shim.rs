@@ -71,6 +71,7 @@ impl Shim {
                 self.client_addr,
                 user,
                 self.shared.backend.clone(),
+                self.shared.audit.clone(),
             ));
         }
         self.session.as_mut()

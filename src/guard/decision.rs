@@ -201,6 +201,7 @@ rules! {
     LimitNotLiteral => "limit_not_literal", Statement;
     InsertShape => "insert_shape", Statement;
     TypedLiteral => "typed_literal", Value;
+    AuditUnavailable => "audit_unavailable", Statement;
 }
 
 impl fmt::Display for Rule {

@@ -11,7 +11,10 @@ use mysql_async::{Statement, Value};
 use opensrv_mysql::{Column, ColumnFlags, ColumnType, ErrorKind, StatementMetaWriter};
 use tokio::io::AsyncWrite;
 
+use std::time::Instant;
+
 use super::Session;
+use crate::audit;
 use crate::backend::BackendError;
 use crate::error;
 use crate::frontend::binary::{ExecuteError, parse_execute};
@@ -27,6 +30,9 @@ pub const MAX_PREPARED_PER_SESSION: usize = 64;
 
 /// A client's prepared statement.
 pub(super) struct Prepared {
+    /// The template as the client sent it (for the audit log).
+    received: String,
+    kind: guard::StatementKind,
     sql: CheckedSql,
     params: Vec<ParamRule>,
     /// The backend's statement; `None` after the pinned connection was lost
@@ -84,9 +90,22 @@ impl Session {
     where
         W: AsyncWrite + Send + Unpin,
     {
-        let (sql, params) = match guard::check_prepared(sql, &self.context()) {
-            Decision::Allow { sql, params, .. } => (sql, params),
+        let started = Instant::now();
+        let received = sql;
+        let mut entry = self.entry("prepare", received);
+        let decision = if self.audit.is_healthy() {
+            guard::check_prepared(received, &self.context())
+        } else {
+            Decision::Deny(super::audit_unavailable())
+        };
+        entry.kind = decision.kind().name();
+        let (kind, sql, params) = match decision {
+            Decision::Allow {
+                kind, sql, params, ..
+            } => (kind, sql, params),
             Decision::LocalOk { .. } => {
+                entry.message = Some("cannot be prepared".into());
+                self.finish(entry, "error", started, None);
                 return writer
                     .error(
                         ErrorKind::ER_UNSUPPORTED_PS,
@@ -97,6 +116,7 @@ impl Session {
             Decision::Deny(denial) => {
                 tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = %denial.rule, "prepare denied");
                 let e = error::for_denial(&denial);
+                self.record_denial(entry, &denial, started);
                 return writer.error(e.kind, e.message.as_bytes()).await;
             }
         };
@@ -104,6 +124,8 @@ impl Session {
             let message = format!(
                 "sqlguard: a session may hold at most {MAX_PREPARED_PER_SESSION} prepared statements; close the ones you no longer need"
             );
+            entry.message = Some(message.clone());
+            self.finish(entry, "error", started, None);
             return writer
                 .error(
                     ErrorKind::ER_MAX_PREPARED_STMT_COUNT_REACHED,
@@ -111,13 +133,17 @@ impl Session {
                 )
                 .await;
         }
+        entry.executed_sql = Some(sql.to_string());
         let statement = match self.prepare_on_backend(&sql, params.len()).await {
             Ok(statement) => statement,
             Err(e) => {
                 let e = error::for_backend(&e);
+                entry.message = Some(e.message.clone());
+                self.finish(entry, "error", started, None);
                 return writer.error(e.kind, e.message.as_bytes()).await;
             }
         };
+        self.finish(entry, "allow", started, None);
         let param_meta: Vec<Column> = statement.params().iter().map(meta_column).collect();
         let column_meta: Vec<Column> = statement.columns().iter().map(meta_column).collect();
         self.prepared.next_id = self.prepared.next_id.wrapping_add(1).max(1);
@@ -125,6 +151,8 @@ impl Session {
         self.prepared.by_id.insert(
             id,
             Prepared {
+                received: received.to_string(),
+                kind,
                 sql,
                 params,
                 backend: Some(statement),
@@ -171,7 +199,16 @@ impl Session {
         input: &mut StatementInput,
         mut out: ResponseWriter,
     ) -> io::Result<()> {
+        let started = Instant::now();
         let payload = input.execute.take().unwrap_or_default();
+        if !self.audit.is_healthy() {
+            let denial = super::audit_unavailable();
+            let entry = self.entry("execute", "");
+            self.record_denial(entry, &denial, started);
+            let e = error::for_denial(&denial);
+            let state = String::from_utf8_lossy(e.kind.sqlstate()).into_owned();
+            return out.err(e.kind as u16, &state, &e.message).await.and(out.flush().await);
+        }
         let Some(prepared) = self.prepared.by_id.get_mut(&id) else {
             input.clear_long_data(id);
             return out
@@ -208,6 +245,32 @@ impl Session {
             }
         };
         prepared.types = std::mem::take(&mut execute.types);
+        let redact = &self.user.policy.redact;
+        let shown: Vec<String> = execute
+            .values
+            .iter()
+            .zip(&prepared.params)
+            .map(|(value, rule)| {
+                let column = rule.column.as_deref().and_then(|c| c.rsplit('.').next());
+                if column.is_some_and(|c| redact.iter().any(|r| r == c)) {
+                    "<redacted>".to_string()
+                } else {
+                    value.as_sql(false)
+                }
+            })
+            .collect();
+        let mut entry = audit::Entry {
+            conn_id: self.conn_id,
+            user: self.user.name.clone(),
+            tenant_id: Some(self.user.tenant_id),
+            client_addr: self.client_addr.to_string(),
+            command: "execute",
+            kind: prepared.kind.name(),
+            sql: Some(prepared.received.clone()),
+            executed_sql: Some(prepared.sql.to_string()),
+            params: Some(shown),
+            ..audit::Entry::default()
+        };
         for (value, rule) in execute.values.iter_mut().zip(&prepared.params) {
             match check_bound(rule, bound(value), self.user.tenant_id) {
                 Ok(None) => {}
@@ -215,6 +278,8 @@ impl Session {
                 Err(denial) => {
                     tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = %denial.rule, "execute denied");
                     let e = error::for_denial(&denial);
+                    entry.executed_sql = None;
+                    self.record_denial(entry, &denial, started);
                     let state = String::from_utf8_lossy(e.kind.sqlstate()).into_owned();
                     return out
                         .err(e.kind as u16, &state, &e.message)
@@ -261,7 +326,10 @@ impl Session {
                     .and(out.flush().await);
             }
         };
+        let backend_started = Instant::now();
         let outcome = results::run_prepared(conn, &statement, execute.values, &mut out).await?;
+        entry.backend_us = Some(super::micros(backend_started));
+        self.record_outcome(entry, &outcome, started);
         self.after_statement(&outcome);
         Ok(())
     }
