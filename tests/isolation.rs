@@ -978,6 +978,9 @@ impl Gen {
     }
 }
 
+/// Each failed write reloads both databases (about a second): stop early.
+const MAX_UPDATE_FAILURES: usize = 25;
+
 fn gen_settings() -> (u64, usize, Duration) {
     let seed = env_u64("SQLGUARD_GEN_SEED", 20_240_611);
     let count = env_u64("SQLGUARD_GEN_COUNT", 400) as usize;
@@ -1043,6 +1046,12 @@ async fn generated_updates_stay_in_the_tenant() {
         if started.elapsed() > budget {
             println!(
                 "generated UPDATEs: wall-clock bound of {budget:?} reached after {i} of {count}"
+            );
+            break;
+        }
+        if failures.len() >= MAX_UPDATE_FAILURES {
+            println!(
+                "generated UPDATEs: stopping after {MAX_UPDATE_FAILURES} failures (each one reloads both databases)"
             );
             break;
         }

@@ -280,38 +280,89 @@ pub async fn prune_to_tenant(port: u16, tenant: u64, policy: &Policy) {
     let _ = conn.disconnect().await;
 }
 
-/// Resets `shop` to the fixture (the backend account's grants on `shop.*`
-/// survive), then prunes it to `tenant` if given.
-pub async fn reload(port: u16, tenant: Option<u64>, policy: &Policy) {
-    let mut conn = Conn::new(
-        OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .user(Some("root"))
-            .prefer_socket(false),
+/// Tables of `shop` (not views).
+async fn shop_tables(conn: &mut Conn) -> Vec<String> {
+    conn.exec(
+        "SELECT TABLE_NAME FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+        (DEMO_DATABASE,),
     )
     .await
-    .expect("root");
-    conn.query_drop(format!(
-        "DROP DATABASE IF EXISTS `{DEMO_DATABASE}`; \
-         CREATE DATABASE `{DEMO_DATABASE}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci; \
-         USE `{DEMO_DATABASE}`"
-    ))
-    .await
-    .expect("recreate shop");
-    conn.query_drop(sqlguard::DEMO_FIXTURE_SQL)
+    .expect("list tables")
+}
+
+/// Copies every table of `shop` into database `snap` (root only: the
+/// backend account cannot see it), for [`restore`].
+pub async fn snapshot(port: u16) {
+    let mut conn = root_conn(port).await;
+    conn.query_drop("CREATE DATABASE IF NOT EXISTS snap")
         .await
-        .expect("reload fixture");
+        .expect("create snap");
+    for t in shop_tables(&mut conn).await {
+        conn.query_drop(format!(
+            "DROP TABLE IF EXISTS snap.`{t}`; CREATE TABLE snap.`{t}` LIKE shop.`{t}`; \
+             INSERT INTO snap.`{t}` SELECT * FROM shop.`{t}`"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("snapshot {t}: {e}"));
+    }
     let _ = conn.disconnect().await;
-    if let Some(t) = tenant {
-        prune_to_tenant(port, t, policy).await;
+}
+
+/// Puts every table of `shop` back as [`snapshot`] saw it (auto-increment
+/// counters keep their high-water marks).
+pub async fn restore(port: u16) {
+    let mut conn = root_conn(port).await;
+    let tables = shop_tables(&mut conn).await;
+    let mut sql = String::from("SET FOREIGN_KEY_CHECKS = 0; START TRANSACTION; ");
+    for t in &tables {
+        sql.push_str(&format!(
+            "DELETE FROM shop.`{t}`; INSERT INTO shop.`{t}` SELECT * FROM snap.`{t}`; "
+        ));
+    }
+    sql.push_str("COMMIT; SET FOREIGN_KEY_CHECKS = 1");
+    conn.query_drop(&sql).await.expect("restore");
+    let _ = conn.disconnect().await;
+}
+
+/// Auto-increment counters of `shop`'s tables.
+async fn counters(conn: &mut Conn) -> BTreeMap<String, u64> {
+    let rows: Vec<(String, u64)> = conn
+        .exec(
+            "SELECT TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = ? AND AUTO_INCREMENT IS NOT NULL",
+            (DEMO_DATABASE,),
+        )
+        .await
+        .expect("auto-increment counters");
+    rows.into_iter().collect()
+}
+
+/// Raises the lower of two databases' auto-increment counters to the higher
+/// one, table by table, so both hand out the same ids afterwards.
+pub async fn align_counters(a: &mut Conn, b: &mut Conn) {
+    let (ca, cb) = (counters(a).await, counters(b).await);
+    for (table, va) in &ca {
+        let Some(vb) = cb.get(table) else { continue };
+        if va != vb {
+            let (low, high) = if va < vb {
+                (&mut *a, *vb)
+            } else {
+                (&mut *b, *va)
+            };
+            low.query_drop(format!(
+                "ALTER TABLE shop.`{table}` AUTO_INCREMENT = {high}"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("auto-increment of {table}: {e}"));
+        }
     }
 }
 
 /// Starts `tenants.len()` fixtures on a thread of its own (the caller may be
 /// inside a runtime whose end would otherwise matter), pruning each to its
 /// tenant (None = full).
-fn start_databases(tenants: Vec<Option<u64>>) -> Vec<u16> {
+fn start_databases(tenants: Vec<Option<u64>>, snapshots: bool) -> Vec<u16> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -325,6 +376,9 @@ fn start_databases(tenants: Vec<Option<u64>>) -> Vec<u16> {
                 let port = keep(db);
                 if let Some(t) = tenant {
                     prune_to_tenant(port, *t, &policy).await;
+                }
+                if snapshots {
+                    snapshot(port).await;
                 }
                 ports.push(port);
             }
@@ -345,7 +399,7 @@ pub struct ReadEnv {
 pub fn read_env() -> &'static ReadEnv {
     static ENV: OnceLock<ReadEnv> = OnceLock::new();
     ENV.get_or_init(|| {
-        let ports = start_databases(vec![None, Some(1), Some(2)]);
+        let ports = start_databases(vec![None, Some(1), Some(2)], false);
         ReadEnv {
             full: ports[0],
             copy: [ports[1], ports[2]],
@@ -365,7 +419,7 @@ pub static WRITE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(()
 pub fn write_env() -> &'static WriteEnv {
     static ENV: OnceLock<WriteEnv> = OnceLock::new();
     ENV.get_or_init(|| {
-        let ports = start_databases(vec![None, Some(1)]);
+        let ports = start_databases(vec![None, Some(1)], true);
         WriteEnv {
             full: ports[0],
             copy1: ports[1],
@@ -636,32 +690,53 @@ fn tenant_expr(policy: &Policy, scope: &Scope, alias: &str, depth: usize) -> Str
     }
 }
 
-/// Checksums of every policy table, per tenant (orphans: tenant -1). With
-/// `stable_only`, clock-filled columns are left out (to compare two servers).
-pub async fn checksums(port: u16, policy: &Policy, stable_only: bool) -> Sums {
-    let mut conn = root_conn(port).await;
-    let mut sums = Sums::new();
+/// The checksum query over every policy table: rows of (table, tenant,
+/// count, crc sum, crc xor); orphans have tenant -1. With `stable_only`,
+/// clock-filled columns are left out (to compare two servers). Built once
+/// (every database has the fixture's schema).
+async fn checksum_sql(conn: &mut Conn, policy: &Policy, stable_only: bool) -> String {
+    static SQL: OnceLock<Mutex<BTreeMap<(String, bool), String>>> = OnceLock::new();
+    let cache = SQL.get_or_init(|| Mutex::new(BTreeMap::new()));
+    let key = (policy.name.clone(), stable_only);
+    if let Some(sql) = cache.lock().unwrap().get(&key) {
+        return sql.clone();
+    }
+    let mut parts = Vec::new();
     for (name, scope) in policy_tables(policy) {
-        let cols = columns(&mut conn, &name).await;
-        let parts: Vec<String> = cols
+        let cols = columns(conn, &name).await;
+        let values: Vec<String> = cols
             .iter()
             .filter(|(_, stable)| *stable || !stable_only)
             .map(|(c, _)| format!("COALESCE(HEX(CAST(t.`{c}` AS BINARY)), '~')"))
             .collect();
-        let row = format!("CRC32(CONCAT_WS('|', {}))", parts.join(", "));
-        let sql = format!(
-            "SELECT COALESCE({}, -1) AS tenant, COUNT(*), CAST(SUM({row}) AS CHAR), BIT_XOR({row}) \
-             FROM `{name}` t GROUP BY 1",
+        let row = format!("CRC32(CONCAT_WS('|', {}))", values.join(", "));
+        parts.push(format!(
+            "SELECT '{name}', COALESCE({}, -1), COUNT(*), CAST(SUM({row}) AS CHAR), BIT_XOR({row}) \
+             FROM `{name}` t GROUP BY 2",
             tenant_expr(policy, &scope, "t", 0)
-        );
-        let rows: Vec<(i64, i64, String, i64)> = conn
-            .query(&sql)
-            .await
-            .unwrap_or_else(|e| panic!("checksum {sql}: {e}"));
-        for (tenant, count, sum, xor) in rows {
-            sums.insert((name.clone(), tenant), (count, sum, xor));
-        }
+        ));
     }
+    let sql = parts.join(" UNION ALL ");
+    cache.lock().unwrap().insert(key, sql.clone());
+    sql
+}
+
+/// Checksums of every policy table, per tenant, on the database at `conn`.
+pub async fn checksums_on(conn: &mut Conn, policy: &Policy, stable_only: bool) -> Sums {
+    let sql = checksum_sql(conn, policy, stable_only).await;
+    let rows: Vec<(String, i64, i64, String, i64)> = conn
+        .query(&sql)
+        .await
+        .unwrap_or_else(|e| panic!("checksums: {e}\n{sql}"));
+    rows.into_iter()
+        .map(|(table, tenant, count, sum, xor)| ((table, tenant), (count, sum, xor)))
+        .collect()
+}
+
+/// Checksums of every policy table, per tenant, on the database at `port`.
+pub async fn checksums(port: u16, policy: &Policy, stable_only: bool) -> Sums {
+    let mut conn = root_conn(port).await;
+    let sums = checksums_on(&mut conn, policy, stable_only).await;
     let _ = conn.disconnect().await;
     sums
 }
@@ -713,40 +788,50 @@ pub struct WriteOracle {
     proxy: RunningProxy,
     writer: Conn,
     copy: Conn,
+    /// Root on `full`, for checksums.
+    full_root: Conn,
     policy: Policy,
     readonly: Policy,
     /// Whether `full` and the copy may have diverged (reset before the next statement).
     pub dirty: bool,
+    /// How many times both were restored.
+    pub resets: u64,
 }
 
 impl WriteOracle {
+    /// Starts from the snapshots: an earlier test may have left the databases apart.
     pub async fn new(env: &'static WriteEnv) -> WriteOracle {
         let proxy = super::proxy::start_proxy(super::proxy::test_config(env.full)).await;
         let writer = Conn::new(proxy_opts(&proxy, CLAWDBOT))
             .await
             .expect("clawdbot");
         let copy = root_conn(env.copy1).await;
+        let full_root = root_conn(env.full).await;
         WriteOracle {
             env,
             proxy,
             writer,
             copy,
+            full_root,
             policy: clawdbot_policy(),
             readonly: readonly_policy(),
-            dirty: false,
+            dirty: true,
+            resets: 0,
         }
     }
 
-    /// Reloads both databases (after a failure left them apart) and reconnects.
+    /// Restores both databases to their snapshots (after a failure left them
+    /// apart) and reconnects.
     pub async fn reset(&mut self) {
-        let readonly = readonly_policy();
-        reload(self.env.full, None, &readonly).await;
-        reload(self.env.copy1, Some(1), &readonly).await;
-        self.proxy = super::proxy::start_proxy(super::proxy::test_config(self.env.full)).await;
+        self.resets += 1;
+        restore(self.env.full).await;
+        restore(self.env.copy1).await;
         self.writer = Conn::new(proxy_opts(&self.proxy, CLAWDBOT))
             .await
             .expect("clawdbot");
         self.copy = root_conn(self.env.copy1).await;
+        self.full_root = root_conn(self.env.full).await;
+        align_counters(&mut self.full_root, &mut self.copy).await;
         self.dirty = false;
     }
 
@@ -760,7 +845,7 @@ impl WriteOracle {
         if self.dirty {
             self.reset().await;
         }
-        let before = checksums(self.env.full, &self.readonly, false).await;
+        let before = checksums_on(&mut self.full_root, &self.readonly, false).await;
         let got = exec(&mut self.writer, sql).await;
         if let Err((0, _)) = &got {
             if let Ok(c) = Conn::new(proxy_opts(&self.proxy, CLAWDBOT)).await {
@@ -773,7 +858,7 @@ impl WriteOracle {
         } else {
             exec(&mut self.copy, sql).await
         };
-        let after = checksums(self.env.full, &self.readonly, false).await;
+        let after = checksums_on(&mut self.full_root, &self.readonly, false).await;
         let mut problems = Vec::new();
         // Every tenant but 1 (and orphans) must be untouched.
         let tenants: std::collections::BTreeSet<i64> =
@@ -798,8 +883,11 @@ impl WriteOracle {
                 ));
             }
         } else {
-            let full_now = of_tenant(&checksums(self.env.full, &self.readonly, true).await, 1);
-            let copy_now = of_tenant(&checksums(self.env.copy1, &self.readonly, true).await, 1);
+            let full_now = of_tenant(
+                &checksums_on(&mut self.full_root, &self.readonly, true).await,
+                1,
+            );
+            let copy_now = of_tenant(&checksums_on(&mut self.copy, &self.readonly, true).await, 1);
             let apart = diff_tables(&full_now, &copy_now);
             if !apart.is_empty() {
                 problems.push(format!(
