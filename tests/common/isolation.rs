@@ -610,10 +610,19 @@ impl SelectOracle {
                 }
                 let leaked = multiset_minus(&got, &want);
                 let missing = multiset_minus(&want, &got);
+                let both = if got.len() <= 12 && want.len() <= 12 {
+                    format!(
+                        "  all rows through sqlguard:\n{}  all rows on the copy:\n{}",
+                        show_rows(&got),
+                        show_rows(&want)
+                    )
+                } else {
+                    String::new()
+                };
                 Verdict::Failure(format!(
                     "tenant {tenant}: {} rows through sqlguard, {} on the tenant's copy\n  \
                      rewritten: {}\n  rows only through sqlguard (LEAK), {}:\n{}  \
-                     rows only on the copy (MISSING), {}:\n{}",
+                     rows only on the copy (MISSING), {}:\n{}{both}",
                     got.len(),
                     want.len(),
                     self.rewritten(sql, tenant),
