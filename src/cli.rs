@@ -14,7 +14,11 @@ use crate::guard::{self, Decision};
 use crate::mariadb::PrivateMariaDb;
 
 #[derive(Debug, Parser)]
-#[command(name = "sqlguard", version, about = "A guarded SQL proxy for MariaDB: authenticates, checks and rewrites every statement before it reaches the database.")]
+#[command(
+    name = "sqlguard",
+    version,
+    about = "A guarded SQL proxy for MariaDB: authenticates, checks and rewrites every statement before it reaches the database."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -87,21 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Demo { listen } => demo(listen).await,
         Command::Check { config, user, sql } => check(&config, &user, sql),
-        Command::Validate { config } => {
-            let overrides = Overrides {
-                skip_backend_password: true,
-                ..Overrides::default()
-            };
-            let config = load_config(&config, &overrides)?;
-            println!(
-                "ok: {} user(s), backend {}:{}/{}",
-                config.users.len(),
-                config.backend.host,
-                config.backend.port,
-                config.backend.database
-            );
-            Ok(0)
-        }
+        Command::Validate { config } => crate::validate::run(&config).await,
         Command::HashPassword => hash_password(),
     }
 }
@@ -111,7 +101,9 @@ fn load_config(path: &Path, overrides: &Overrides) -> anyhow::Result<Config> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<i32> {
-    let proxy = listener::start(config).await.context("cannot start listener")?;
+    let proxy = listener::start(config)
+        .await
+        .context("cannot start listener")?;
     let token = proxy.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -124,7 +116,10 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -227,24 +222,40 @@ fn check(config_path: &Path, user: &str, sql: Option<String>) -> anyhow::Result<
         policy: &user.policy,
     };
     match guard::check(&sql, &ctx) {
-        Decision::Allow { kind, sql } => {
-            println!("decision: allow\nkind: {kind}\nsql: {sql}");
+        Decision::Allow {
+            kind,
+            sql,
+            rewrites,
+            ..
+        } => {
+            say(&format!(
+                "decision: allow\nkind: {kind}\nrewrites: {}\nsql: {sql}",
+                rewrites.describe()
+            ));
             Ok(0)
         }
         Decision::LocalOk { kind } => {
-            println!("decision: allow\nkind: {kind}\nsql: (answered by sqlguard, not forwarded)");
+            say(&format!(
+                "decision: allow\nkind: {kind}\nsql: (answered by sqlguard, not forwarded)"
+            ));
             Ok(0)
         }
         Decision::Deny(denial) => {
-            println!(
+            say(&format!(
                 "decision: deny\nkind: {}\nrule: {}\nmessage: {}",
                 denial.kind,
                 denial.rule,
                 denial.client_message()
-            );
+            ));
             Ok(1)
         }
     }
+}
+
+/// Prints to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 fn hash_password() -> anyhow::Result<i32> {
@@ -256,6 +267,9 @@ fn hash_password() -> anyhow::Result<i32> {
         eprintln!("error: empty password on stdin");
         return Ok(2);
     }
-    println!("{}", NativePasswordHash::of_password(password.as_bytes()).to_hex());
+    println!(
+        "{}",
+        NativePasswordHash::of_password(password.as_bytes()).to_hex()
+    );
     Ok(0)
 }

@@ -5,6 +5,7 @@
 //! `packets` writes those responses in MariaDB's exact format.
 
 pub mod auth;
+pub mod binary;
 pub mod listener;
 pub mod packets;
 pub mod results;

@@ -13,14 +13,25 @@
 //! 4. [`classify`]: statement kind and the policy's statement allowlist
 //!    ([`session_vars`] for `SET`).
 //! 5. [`rules`]: operators, literals, functions, schemas inside the statement.
-//! 6. Serialization of the checked AST and a round-trip check on it.
+//! 6. The policy, for SELECT, INSERT and UPDATE: [`tables`] (every table
+//!    named must be the policy's), [`columns`] (denied columns, typed
+//!    literals), [`scope`] (tenant predicates on every table reference),
+//!    [`writes`] (write allowlists, tenant column, parent keys, domain
+//!    guards) and [`limit`] (mandatory LIMIT on the top-level SELECT).
+//! 7. Serialization of the checked AST and a round-trip check on it.
 
 mod ast_limits;
 mod classify;
+mod columns;
 mod decision;
+mod limit;
+mod params;
 mod precheck;
 mod rules;
+mod scope;
 mod session_vars;
+mod tables;
+mod writes;
 
 #[cfg(test)]
 mod tests;
@@ -31,7 +42,9 @@ use sqlparser::parser::{Parser, ParserOptions};
 
 use crate::policy::Policy;
 
-pub use decision::{CheckedSql, Decision, Denial, DenyClass, Rule, StatementKind};
+pub use decision::{CheckedSql, Decision, Denial, DenyClass, Rewrites, Rule, StatementKind};
+pub use limit::LimitChange;
+pub use params::{ParamCheck, ParamRule};
 pub use precheck::MAX_STATEMENT_BYTES;
 
 use classify::Verdict;
@@ -62,36 +75,101 @@ pub struct SessionContext<'a> {
 /// well within 2 MiB (see the stack tests); run it on threads with at least
 /// that much.
 pub fn check(sql: &str, session: &SessionContext<'_>) -> Decision {
-    match check_inner(sql, session) {
-        Ok(decision) => decision,
-        Err(denial) => Decision::Deny(denial),
-    }
+    decide(sql, session, false)
 }
 
-fn check_inner(sql: &str, session: &SessionContext<'_>) -> Result<Decision, Denial> {
-    precheck::check_text(sql)?;
-    let tokens = precheck::tokenize(sql)?;
-    precheck::check_tokens(&tokens)?;
-    let label = precheck::leading_words(&tokens);
-    let statement = parse_one(tokens)?;
-    ast_limits::check(&statement)?;
-    match classify::classify(&statement, &label, session)? {
-        Verdict::LocalOk(kind) => Ok(Decision::LocalOk { kind }),
-        Verdict::Forward(kind) => {
-            rules::check(&statement, kind, session).map_err(|mut denial| {
-                denial.kind = kind;
-                denial
-            })?;
-            let sql = serialize(&statement).map_err(|mut denial| {
-                denial.kind = kind;
-                denial
-            })?;
-            Ok(Decision::Allow { kind, sql })
+/// Checks the template of a prepared statement (COM_STMT_PREPARE): the same
+/// rules as [`check`], plus, in `Decision::Allow::params`, what each bound
+/// value must satisfy when the statement is executed.
+pub fn check_prepared(sql: &str, session: &SessionContext<'_>) -> Decision {
+    decide(sql, session, true)
+}
+
+fn decide(sql: &str, session: &SessionContext<'_>, prepared: bool) -> Decision {
+    match check_inner(sql, session, prepared) {
+        Ok(decision) => decision,
+        Err(mut denial) => {
+            // The policy may word the hint for its own users.
+            if let Some(hint) = session.policy.hint(denial.rule.name()) {
+                denial.hint = Some(hint.to_string());
+            }
+            Decision::Deny(denial)
         }
     }
 }
 
-fn parser_options() -> ParserOptions {
+fn check_inner(
+    sql: &str,
+    session: &SessionContext<'_>,
+    prepared: bool,
+) -> Result<Decision, Denial> {
+    precheck::check_text(sql)?;
+    let tokens = precheck::tokenize(sql)?;
+    precheck::check_tokens(&tokens)?;
+    let label = precheck::leading_words(&tokens);
+    let mut statement = parse_one(tokens)?;
+    ast_limits::check(&statement)?;
+    match classify::classify(&statement, &label, session)? {
+        Verdict::LocalOk(kind) => Ok(Decision::LocalOk { kind }),
+        Verdict::Forward(kind) => {
+            rules::check(&statement, kind, session).map_err(|d| d.with_kind(kind))?;
+            let (rewrites, params) = apply_policy(&mut statement, kind, session, prepared)
+                .map_err(|d| d.with_kind(kind))?;
+            let sql = serialize(&statement).map_err(|d| d.with_kind(kind))?;
+            Ok(Decision::Allow {
+                kind,
+                sql,
+                rewrites,
+                params,
+            })
+        }
+    }
+}
+
+/// The policy's table, column, tenant and LIMIT rules, for the statements
+/// that touch tables; the rewrite happens here, on the checked AST.
+fn apply_policy(
+    statement: &mut Statement,
+    kind: StatementKind,
+    session: &SessionContext<'_>,
+    prepared: bool,
+) -> Result<(Rewrites, Vec<ParamRule>), Denial> {
+    if !matches!(
+        statement,
+        Statement::Query(_) | Statement::Insert(_) | Statement::Update(_)
+    ) {
+        return Ok((Rewrites::default(), Vec::new()));
+    }
+    let tables = tables::collect(statement, kind, session)?;
+    columns::check(statement, &tables, kind)?;
+    if let Statement::Update(update) = &*statement {
+        writes::update(update, &tables, session)?;
+    }
+    let scoped_tables = scope::apply(statement, &tables, kind, session)?;
+    let limit = match statement {
+        Statement::Insert(insert) => {
+            writes::insert(insert, session)?;
+            None
+        }
+        Statement::Query(query) => limit::apply(query, session.policy.limit)?,
+        _ => None,
+    };
+    let params = if prepared {
+        let rules = params::collect(statement, &tables, session);
+        params::order_and_restore(statement, rules, kind)?
+    } else {
+        Vec::new()
+    };
+    Ok((
+        Rewrites {
+            limit,
+            scoped_tables,
+        },
+        params,
+    ))
+}
+
+pub(crate) fn parser_options() -> ParserOptions {
     // unescape = false: literals keep their raw escaped text, so Display
     // writes back exactly what MariaDB will unescape (PARSER-DIFFERENTIALS §2).
     ParserOptions::new().with_unescape(false)

@@ -26,6 +26,7 @@ pub mod guard;
 pub mod mariadb;
 pub mod policy;
 pub mod session;
+pub mod validate;
 
 /// The demo schema and data (two tenants), loaded by `sqlguard demo` and the tests.
 pub const DEMO_FIXTURE_SQL: &str = include_str!("../fixtures/demo.sql");

@@ -53,7 +53,11 @@ impl SharedSocket {
 /// opensrv writes through this; `&TcpStream` can write, so both writers can
 /// share one socket without a lock (only one of them writes at a time).
 impl AsyncWrite for SharedSocket {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let stream = self.0.as_ref().as_ref();
         loop {
             ready!(stream.poll_write_ready(cx))?;
@@ -113,7 +117,8 @@ impl ResponseWriter {
             let payload = self.buf.split_off(start + 4);
             self.buf.truncate(start);
             for chunk in payload.chunks(MAX_PAYLOAD) {
-                self.buf.extend_from_slice(&(chunk.len() as u32).to_le_bytes()[..3]);
+                self.buf
+                    .extend_from_slice(&(chunk.len() as u32).to_le_bytes()[..3]);
                 self.buf.push(self.seq);
                 self.seq = self.seq.wrapping_add(1);
                 self.buf.extend_from_slice(chunk);
@@ -172,6 +177,29 @@ impl ResponseWriter {
         self.end_packet(p).await
     }
 
+    /// One binary-protocol row (prepared statements): header, NULL bitmap
+    /// (offset 2), then each non-NULL value in its column's encoding.
+    pub async fn binary_row(&mut self, columns: &[Column], row: &mysql_async::Row) -> io::Result<()> {
+        let p = self.begin_packet();
+        self.buf.push(0x00);
+        let bitmap_at = self.buf.len();
+        self.buf.resize(bitmap_at + (columns.len() + 7 + 2) / 8, 0);
+        for (i, column) in columns.iter().enumerate() {
+            match row.as_ref(i) {
+                None | Some(mysql_async::Value::NULL) => {
+                    self.buf[bitmap_at + (i + 2) / 8] |= 1 << ((i + 2) % 8);
+                }
+                Some(value) => super::binary::put_value(
+                    &mut self.buf,
+                    value,
+                    column.column_type(),
+                    column.flags(),
+                ),
+            }
+        }
+        self.end_packet(p).await
+    }
+
     /// Ends the rows of a result set.
     pub async fn result_end(&mut self, warnings: u16, status: u16) -> io::Result<()> {
         if self.deprecate_eof {
@@ -180,7 +208,8 @@ impl ResponseWriter {
             self.buf.push(0xFE);
             put_lenenc_int(&mut self.buf, 0);
             put_lenenc_int(&mut self.buf, 0);
-            self.buf.extend_from_slice(&forwarded_status(status).to_le_bytes());
+            self.buf
+                .extend_from_slice(&forwarded_status(status).to_le_bytes());
             self.buf.extend_from_slice(&warnings.to_le_bytes());
             self.end_packet(p).await
         } else {
@@ -192,7 +221,8 @@ impl ResponseWriter {
         let p = self.begin_packet();
         self.buf.push(0xFE);
         self.buf.extend_from_slice(&warnings.to_le_bytes());
-        self.buf.extend_from_slice(&forwarded_status(status).to_le_bytes());
+        self.buf
+            .extend_from_slice(&forwarded_status(status).to_le_bytes());
         self.end_packet(p).await
     }
 
@@ -210,7 +240,8 @@ impl ResponseWriter {
         self.buf.push(0x00);
         put_lenenc_int(&mut self.buf, affected_rows);
         put_lenenc_int(&mut self.buf, last_insert_id);
-        self.buf.extend_from_slice(&forwarded_status(status).to_le_bytes());
+        self.buf
+            .extend_from_slice(&forwarded_status(status).to_le_bytes());
         self.buf.extend_from_slice(&warnings.to_le_bytes());
         if !info.is_empty() {
             put_lenenc_bytes(&mut self.buf, info);

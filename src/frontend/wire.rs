@@ -21,6 +21,23 @@ pub const MAX_COMMAND_BYTES: usize = 16 * 1024 * 1024;
 
 const COM_CHANGE_USER: u8 = 0x11;
 const COM_RESET_CONNECTION: u8 = 0x1f;
+const COM_STMT_EXECUTE: u8 = 0x17;
+const COM_STMT_SEND_LONG_DATA: u8 = 0x18;
+const COM_STMT_RESET: u8 = 0x1a;
+/// A packet of this payload length continues in the next packet.
+const MAX_PACKET_PAYLOAD: usize = 0xFF_FFFF;
+
+/// opensrv parses prepared-statement parameters with `unwrap`s and
+/// `panic!`s on client input, and keeps long data to itself; sqlguard reads
+/// these commands from the byte stream instead and never asks opensrv.
+#[derive(Debug, Default)]
+pub struct StatementInput {
+    /// The payload of the COM_STMT_EXECUTE being handled (command byte included).
+    pub execute: Option<Vec<u8>>,
+    /// COM_STMT_SEND_LONG_DATA chunks by (statement, parameter).
+    pub long_data: std::collections::HashMap<(u32, u16), Vec<u8>>,
+    long_data_bytes: usize,
+}
 
 /// State shared by one connection's reader, writer and shim.
 #[derive(Debug)]
@@ -40,6 +57,7 @@ pub struct ConnSignals {
     /// Sequence id of the last packet of the current command; the response
     /// starts at the next one.
     command_seq: AtomicU32,
+    statement_input: Mutex<StatementInput>,
 }
 
 impl Default for ConnSignals {
@@ -53,7 +71,18 @@ impl Default for ConnSignals {
             last_command_done_ms: AtomicU64::new(0),
             client_flags: AtomicU32::new(0),
             command_seq: AtomicU32::new(0),
+            statement_input: Mutex::new(StatementInput::default()),
         }
+    }
+}
+
+impl StatementInput {
+    /// Long data is consumed by an execute, and dropped by COM_STMT_RESET.
+    pub fn clear_long_data(&mut self, stmt: u32) {
+        let before: usize = self.long_data.values().map(Vec::len).sum();
+        self.long_data.retain(|(s, _), _| *s != stmt);
+        let after: usize = self.long_data.values().map(Vec::len).sum();
+        self.long_data_bytes = self.long_data_bytes.saturating_sub(before - after);
     }
 }
 
@@ -78,7 +107,10 @@ impl ConnSignals {
         if !self.auth_failed.load(Ordering::Acquire) {
             return None;
         }
-        self.auth_failure.lock().ok().and_then(|mut slot| slot.take())
+        self.auth_failure
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
     }
 
     /// The client's capability flags, as it sent them in the handshake.
@@ -101,6 +133,40 @@ impl ConnSignals {
     pub fn client_tracks_session(&self) -> bool {
         const CLIENT_SESSION_TRACK: u32 = 1 << 23;
         self.client_flags.load(Ordering::Relaxed) & CLIENT_SESSION_TRACK != 0
+    }
+
+    /// The current COM_STMT_EXECUTE payload and the long data sent for it.
+    pub fn statement_input(&self) -> std::sync::MutexGuard<'_, StatementInput> {
+        match self.statement_input.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn deliver(&self, command: &[u8]) -> io::Result<()> {
+        let mut input = self.statement_input();
+        match command.first() {
+            Some(&COM_STMT_EXECUTE) => input.execute = Some(command.to_vec()),
+            Some(&COM_STMT_SEND_LONG_DATA) if command.len() >= 7 => {
+                let stmt = u32::from_le_bytes([command[1], command[2], command[3], command[4]]);
+                let param = u16::from_le_bytes([command[5], command[6]]);
+                let data = &command[7..];
+                input.long_data_bytes += data.len();
+                if input.long_data_bytes > MAX_COMMAND_BYTES {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("more than {MAX_COMMAND_BYTES} bytes of long data"),
+                    ));
+                }
+                input.long_data.entry((stmt, param)).or_default().extend_from_slice(data);
+            }
+            Some(&COM_STMT_RESET) if command.len() >= 5 => {
+                let stmt = u32::from_le_bytes([command[1], command[2], command[3], command[4]]);
+                input.clear_long_data(stmt);
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     pub fn take_reset_request(&self) -> bool {
@@ -134,6 +200,8 @@ struct Framing {
     /// capability flags), gathered across reads.
     client_flags: [u8; 4],
     client_flags_len: usize,
+    /// The payload of a statement command being read (see [`StatementInput`]).
+    capture: Option<Vec<u8>>,
 }
 
 impl Framing {
@@ -152,10 +220,13 @@ impl Framing {
                 self.header_len += take;
                 bytes = &bytes[take..];
                 if self.header_len == 4 {
-                    let len = u32::from_le_bytes([self.header[0], self.header[1], self.header[2], 0])
-                        as usize;
+                    let len =
+                        u32::from_le_bytes([self.header[0], self.header[1], self.header[2], 0])
+                            as usize;
                     self.seq = self.header[3];
-                    signals.command_seq.store(u32::from(self.seq), Ordering::Relaxed);
+                    signals
+                        .command_seq
+                        .store(u32::from(self.seq), Ordering::Relaxed);
                     self.header_len = 0;
                     if self.seq == 0 {
                         self.command_bytes = 0;
@@ -177,13 +248,22 @@ impl Framing {
                 self.at_payload_start = false;
                 if self.seq == 0 && signals.is_authenticated() {
                     inspect_command(bytes[0], signals)?;
+                    self.capture = matches!(
+                        bytes[0],
+                        COM_STMT_EXECUTE | COM_STMT_SEND_LONG_DATA | COM_STMT_RESET
+                    )
+                    .then(Vec::new);
                 }
             }
             let take = self.payload_left.min(bytes.len());
+            if let Some(capture) = self.capture.as_mut() {
+                capture.extend_from_slice(&bytes[..take]);
+            }
             // Sequence 1 before login is the handshake response; it starts
             // with the client's capability flags.
             let pos = self.packet_len - self.payload_left;
-            if self.seq == 1 && self.client_flags_len < 4 && pos < 4 && !signals.is_authenticated() {
+            if self.seq == 1 && self.client_flags_len < 4 && pos < 4 && !signals.is_authenticated()
+            {
                 let n = (4 - pos).min(take);
                 self.client_flags[pos..pos + n].copy_from_slice(&bytes[..n]);
                 self.client_flags_len = pos + n;
@@ -193,6 +273,12 @@ impl Framing {
             }
             self.payload_left -= take;
             bytes = &bytes[take..];
+            // A packet shorter than the maximum ends the command.
+            if self.payload_left == 0 && self.packet_len < MAX_PACKET_PAYLOAD {
+                if let Some(command) = self.capture.take() {
+                    signals.deliver(&command)?;
+                }
+            }
         }
         Ok(())
     }
@@ -314,7 +400,10 @@ enum Rewrite {
     /// Watching for a login failure.
     Armed,
     /// Swallowing opensrv's ERR packet until it is complete.
-    Capturing { replacement: Vec<u8>, captured: Vec<u8> },
+    Capturing {
+        replacement: Vec<u8>,
+        captured: Vec<u8>,
+    },
     /// Login is settled; bytes pass straight through.
     Done,
 }
@@ -336,7 +425,9 @@ impl<W> GuardedWriter<W> {
 impl<W: AsyncWrite + Unpin> GuardedWriter<W> {
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.pending_pos < self.pending.len() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.pending_pos..]))?;
+            let n = ready!(
+                Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.pending_pos..])
+            )?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -494,7 +585,9 @@ mod tests {
     fn framing_ignores_command_bytes_before_login() {
         let signals = ConnSignals::default();
         let mut framing = Framing::default();
-        framing.observe(&packet(0, &[COM_CHANGE_USER]), &signals).unwrap();
+        framing
+            .observe(&packet(0, &[COM_CHANGE_USER]), &signals)
+            .unwrap();
     }
 
     #[test]
