@@ -93,6 +93,9 @@ impl Backend {
             .setup(setup)
             .pool_opts(pool_opts)
             .prefer_socket(false)
+            // Sessions own their prepared statements and close them; a
+            // shared cache would hand one backend statement to two client ids.
+            .stmt_cache_size(0)
             .tcp_nodelay(true);
         Backend {
             pool: Pool::new(Opts::from(opts)),

@@ -44,7 +44,7 @@ use crate::policy::Policy;
 
 pub use decision::{CheckedSql, Decision, Denial, DenyClass, Rewrites, Rule, StatementKind};
 pub use limit::LimitChange;
-pub use params::{ParamCheck, ParamRule};
+pub use params::{BoundValue, ParamCheck, ParamRule, check_bound};
 pub use precheck::MAX_STATEMENT_BYTES;
 
 use classify::Verdict;

@@ -2,6 +2,10 @@
 //! the backend connection it pins. The only place that calls guard → backend,
 //! in that order; nothing reaches the backend without a `Decision::Allow`.
 
+mod prepared;
+
+pub use prepared::MAX_PREPARED_PER_SESSION;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +29,7 @@ pub struct Session {
     /// Pinned for the session's life, taken on first use; `None` after the
     /// database went away, so the next statement gets a fresh one.
     pinned: Option<Conn>,
+    prepared: prepared::PreparedStatements,
 }
 
 impl Session {
@@ -40,6 +45,7 @@ impl Session {
             user,
             backend,
             pinned: None,
+            prepared: prepared::PreparedStatements::default(),
         }
     }
 
@@ -96,15 +102,17 @@ impl Session {
     /// reset the backend session too, so no state survives the reset.
     pub async fn reset_backend(&mut self) {
         if let Some(conn) = self.pinned.as_mut() {
+            // A reset also frees the backend's prepared statements.
+            self.prepared.forget_backend();
             if conn.reset().await.is_err() {
-                self.pinned = None;
+                self.drop_pinned();
             }
         }
     }
 
     async fn pinned(&mut self) -> Result<&mut Conn, BackendError> {
         if self.pinned.as_ref().is_some_and(|c| c.is_disconnected()) {
-            self.pinned = None;
+            self.drop_pinned();
         }
         if self.pinned.is_none() {
             self.pinned = Some(self.backend.checkout().await?);
@@ -114,12 +122,18 @@ impl Session {
             .ok_or_else(|| BackendError::Unavailable("no connection".into()))
     }
 
+    /// Forgets the pinned connection (dropping a broken Conn is safe: the
+    /// pool discards it) and the prepared statements that lived on it.
+    fn drop_pinned(&mut self) {
+        self.pinned = None;
+        self.prepared.forget_backend();
+    }
+
     fn after_statement(&mut self, outcome: &Outcome) {
         if let Some(e) = &outcome.backend_error {
             if e.breaks_connection() {
                 tracing::warn!(conn_id = self.conn_id, error = %e, "backend connection dropped");
-                // Dropping a broken Conn is safe: the pool discards it.
-                self.pinned = None;
+                self.drop_pinned();
             }
         }
     }

@@ -6,8 +6,8 @@
 
 use std::io;
 
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, QueryResult, TextProtocol, Value};
+use mysql_async::prelude::{Protocol, Queryable};
+use mysql_async::{Conn, Params, QueryResult, Statement, Value};
 use opensrv_mysql::{OkResponse, StatusFlags};
 
 use crate::backend::BackendError;
@@ -48,8 +48,38 @@ pub async fn run_text_query(
     let outcome = if result.columns_ref().is_empty() {
         finish_ok(result, out).await?
     } else {
-        stream_rows(result, status_before, out).await?
+        stream_rows(result, RowFormat::Text, status_before, out).await?
     };
+    end_response(conn, outcome, out).await
+}
+
+/// Executes a prepared statement with bound values and streams its binary
+/// result (or OK) to the client, as [`run_text_query`] does for text.
+pub async fn run_prepared(
+    conn: &mut Conn,
+    statement: &Statement,
+    values: Vec<Value>,
+    out: &mut ResponseWriter,
+) -> io::Result<Outcome> {
+    let status_before = backend_status(conn);
+    let params = if values.is_empty() {
+        Params::Empty
+    } else {
+        Params::Positional(values)
+    };
+    let result = match conn.exec_iter(statement, params).await {
+        Ok(result) => result,
+        Err(e) => return write_error(BackendError::from_statement(e), 0, out).await,
+    };
+    let outcome = if result.columns_ref().is_empty() {
+        finish_ok(result, out).await?
+    } else {
+        stream_rows(result, RowFormat::Binary, status_before, out).await?
+    };
+    end_response(conn, outcome, out).await
+}
+
+async fn end_response(conn: &mut Conn, outcome: Finished, out: &mut ResponseWriter) -> io::Result<Outcome> {
     // The result is consumed, so the backend's final OK (warnings, status
     // flags) is known and the response can be ended with it.
     let (warnings, status) = last_warnings_and_status(conn);
@@ -91,8 +121,15 @@ impl Finished {
     }
 }
 
-async fn stream_rows(
-    mut result: QueryResult<'_, '_, TextProtocol>,
+#[derive(Clone, Copy)]
+enum RowFormat {
+    Text,
+    Binary,
+}
+
+async fn stream_rows<P: Protocol>(
+    mut result: QueryResult<'_, '_, P>,
+    format: RowFormat,
     status_before: u16,
     out: &mut ResponseWriter,
 ) -> io::Result<Finished> {
@@ -101,6 +138,10 @@ async fn stream_rows(
     let mut count = 0u64;
     loop {
         match result.next().await {
+            Ok(Some(row)) if matches!(format, RowFormat::Binary) => {
+                out.binary_row(&columns, &row).await?;
+                count += 1;
+            }
             Ok(Some(row)) => {
                 let mut unexpected = false;
                 let values = (0..columns.len()).map(|i| match row.as_ref(i) {
@@ -140,8 +181,8 @@ async fn stream_rows(
 }
 
 /// Consumes a result without rows and keeps its counters.
-async fn finish_ok(
-    mut result: QueryResult<'_, '_, TextProtocol>,
+async fn finish_ok<P: Protocol>(
+    mut result: QueryResult<'_, '_, P>,
     out: &mut ResponseWriter,
 ) -> io::Result<Finished> {
     if let Err(e) = result.next().await {

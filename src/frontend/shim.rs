@@ -200,40 +200,50 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
 
     async fn on_prepare<'a>(
         &'a mut self,
-        _query: &'a str,
+        query: &'a str,
         writer: StatementMetaWriter<'a, ClientWriter>,
     ) -> io::Result<()> {
-        if self.session().is_none() {
+        let signals = self.signals.clone();
+        let Some(session) = self.session() else {
             let (kind, msg, err) = Self::not_logged_in();
             writer.error(kind, msg.as_bytes()).await?;
             return Err(err);
-        }
-        writer
-            .error(
-                ErrorKind::ER_UNSUPPORTED_PS,
-                b"sqlguard: prepared statements are not supported yet; send the statement as a text query",
-            )
-            .await
+        };
+        let result = session.prepare(query, writer).await;
+        signals.command_done();
+        result
     }
 
     async fn on_execute<'a>(
         &'a mut self,
         id: u32,
+        // opensrv's parser panics on malformed input; the parameters are
+        // read from the captured packet instead (frontend/binary.rs).
         _params: ParamParser<'a>,
         writer: QueryResultWriter<'a, ClientWriter>,
     ) -> io::Result<()> {
-        writer
-            .error(
-                ErrorKind::ER_UNKNOWN_STMT_HANDLER,
-                format!("sqlguard: unknown prepared statement handler ({id}) given to EXECUTE")
-                    .as_bytes(),
-            )
-            .await
+        let signals = self.signals.clone();
+        let socket = self.socket.clone();
+        let Some(session) = self.session() else {
+            let (kind, msg, err) = Self::not_logged_in();
+            writer.error(kind, msg.as_bytes()).await?;
+            return Err(err);
+        };
+        drop(writer);
+        let mut input = signals.statement_input().take();
+        let response = ResponseWriter::new(socket, signals.response_seq(), signals.client_flags());
+        let result = session.execute(id, &mut input, response).await;
+        signals.statement_input().put_back(input);
+        signals.command_done();
+        result
     }
 
-    async fn on_close<'a>(&'a mut self, _id: u32)
+    async fn on_close<'a>(&'a mut self, id: u32)
     where
         ClientWriter: 'async_trait,
     {
+        if let Some(session) = self.session() {
+            session.close_prepared(id).await;
+        }
     }
 }

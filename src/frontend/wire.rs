@@ -77,6 +77,20 @@ impl Default for ConnSignals {
 }
 
 impl StatementInput {
+    /// Moves the input out (the shim must not hold the lock across an await;
+    /// the reader is not polled while a command runs, so nothing is lost).
+    pub fn take(&mut self) -> StatementInput {
+        std::mem::take(self)
+    }
+
+    /// Puts back what an execute did not consume.
+    pub fn put_back(&mut self, mut other: StatementInput) {
+        for (key, data) in other.long_data.drain() {
+            self.long_data_bytes += data.len();
+            self.long_data.entry(key).or_default().extend_from_slice(&data);
+        }
+    }
+
     /// Long data is consumed by an execute, and dropped by COM_STMT_RESET.
     pub fn clear_long_data(&mut self, stmt: u32) {
         let before: usize = self.long_data.values().map(Vec::len).sum();
@@ -210,6 +224,22 @@ impl Framing {
         self.header_len == 0 && self.payload_left == 0 && !self.at_payload_start
     }
 
+    /// How many of `bytes` (the next bytes of the stream) belong to the
+    /// packet being read, up to and including its last byte.
+    fn until_packet_end(&self, bytes: &[u8]) -> usize {
+        if self.payload_left > 0 || self.at_payload_start {
+            return self.payload_left.min(bytes.len());
+        }
+        let need = 4 - self.header_len;
+        if bytes.len() < need {
+            return bytes.len();
+        }
+        let mut header = self.header;
+        header[self.header_len..].copy_from_slice(&bytes[..need]);
+        let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+        (need + len).min(bytes.len())
+    }
+
     /// Follows the framing over `bytes`; returns an error to close the connection.
     fn observe(&mut self, mut bytes: &[u8], signals: &ConnSignals) -> io::Result<()> {
         while !bytes.is_empty() {
@@ -310,7 +340,13 @@ pub struct GuardedReader<R> {
     last_read: Instant,
     timer: Pin<Box<Sleep>>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Bytes read from the socket and not yet handed to opensrv.
+    ahead: Vec<u8>,
+    ahead_pos: usize,
 }
+
+/// How much is read from the socket at once.
+const READ_AHEAD_BYTES: usize = 16 * 1024;
 
 impl<R> GuardedReader<R> {
     pub fn new(
@@ -331,6 +367,8 @@ impl<R> GuardedReader<R> {
             last_read: now,
             timer: Box::pin(tokio::time::sleep_until(handshake_deadline)),
             shutdown: Box::pin(shutdown.cancelled_owned()),
+            ahead: Vec::new(),
+            ahead_pos: 0,
         }
     }
 
@@ -343,7 +381,51 @@ impl<R> GuardedReader<R> {
     }
 }
 
+impl<R: AsyncRead + Unpin> GuardedReader<R> {
+    /// Fills the read-ahead buffer from the socket, with the timeouts.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.ahead.clear();
+        self.ahead_pos = 0;
+        self.ahead.resize(READ_AHEAD_BYTES, 0);
+        let mut buf = ReadBuf::new(&mut self.ahead);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                self.ahead.truncate(n);
+                if n > 0 {
+                    self.last_read = Instant::now();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => {
+                self.ahead.clear();
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => {
+                self.ahead.clear();
+                let deadline = self.deadline();
+                if self.timer.deadline() != deadline {
+                    self.timer.as_mut().reset(deadline);
+                }
+                if self.timer.as_mut().poll(cx).is_ready() {
+                    let what = if self.signals.is_authenticated() {
+                        "idle timeout"
+                    } else {
+                        "handshake timeout"
+                    };
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
 impl<R: AsyncRead + Unpin> AsyncRead for GuardedReader<R> {
+    /// Hands opensrv at most one packet per read: its PacketReader keeps a
+    /// borrowed packet across a buffer reallocation when a read holds more
+    /// than one (pipelined commands), and then parses freed memory
+    /// (ARCHITECTURE.md, quirk 11).
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -354,33 +436,23 @@ impl<R: AsyncRead + Unpin> AsyncRead for GuardedReader<R> {
         if this.framing.at_boundary() && this.shutdown.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Ok(()));
         }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let read = &buf.filled()[before..];
-                if !read.is_empty() {
-                    this.last_read = Instant::now();
-                    this.framing.observe(read, &this.signals)?;
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                let deadline = this.deadline();
-                if this.timer.deadline() != deadline {
-                    this.timer.as_mut().reset(deadline);
-                }
-                if this.timer.as_mut().poll(cx).is_ready() {
-                    let what = if this.signals.is_authenticated() {
-                        "idle timeout"
-                    } else {
-                        "handshake timeout"
-                    };
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
-                }
-                Poll::Pending
+        if this.ahead_pos >= this.ahead.len() {
+            match ready!(this.poll_fill(cx))? {
+                0 => return Poll::Ready(Ok(())),
+                _ => {}
             }
         }
+        let available = &this.ahead[this.ahead_pos..];
+        let n = this
+            .framing
+            .until_packet_end(available)
+            .min(buf.remaining())
+            .max(1.min(available.len()));
+        let chunk = &available[..n];
+        this.framing.observe(chunk, &this.signals)?;
+        buf.put_slice(chunk);
+        this.ahead_pos += n;
+        Poll::Ready(Ok(()))
     }
 }
 

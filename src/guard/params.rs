@@ -331,3 +331,108 @@ pub(super) fn order_and_restore(
     let _ = statement.visit(&mut Restore);
     Ok(positions.into_iter().map(|(_, rule)| rule).collect())
 }
+
+/// A value bound to a placeholder at execution, as the guard sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum BoundValue<'a> {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bytes(&'a [u8]),
+    /// A date or time.
+    Temporal,
+}
+
+/// Checks one bound value against its rule. `Ok(Some(n))` means: bind `n`
+/// instead (a LIMIT clamped to the policy's maximum).
+pub fn check_bound(rule: &ParamRule, value: BoundValue<'_>, tenant: u64) -> Result<Option<u64>, Denial> {
+    let column = rule.column.as_deref().unwrap_or("the parameter");
+    let shown = || match value {
+        BoundValue::Null => "NULL".to_string(),
+        BoundValue::Int(i) => i.to_string(),
+        BoundValue::UInt(u) => u.to_string(),
+        BoundValue::Float(f) => f.to_string(),
+        BoundValue::Bytes(b) => format!("'{}'", String::from_utf8_lossy(&b[..b.len().min(64)])),
+        BoundValue::Temporal => "a date/time".to_string(),
+    };
+    let as_integer = || -> Option<i128> {
+        match value {
+            BoundValue::Int(i) => Some(i128::from(i)),
+            BoundValue::UInt(u) => Some(i128::from(u)),
+            BoundValue::Bytes(b) => std::str::from_utf8(b)
+                .ok()
+                .filter(|s| super::columns::is_integer(s))
+                .and_then(|s| s.parse().ok()),
+            _ => None,
+        }
+    };
+    let wrong = |expected: &str, hint: String| {
+        Err(Denial::new(
+            Rule::TypedLiteral,
+            StatementKind::Unknown,
+            format!("bound value {} is not a valid {expected} for {column}", shown()),
+            Some(hint),
+        ))
+    };
+    match &rule.check {
+        ParamCheck::Any => Ok(None),
+        _ if matches!(value, BoundValue::Null) && !matches!(rule.check, ParamCheck::Tenant | ParamCheck::Limit { .. }) => Ok(None),
+        ParamCheck::Uuid => match value {
+            BoundValue::Bytes(b) if std::str::from_utf8(b).is_ok_and(super::columns::is_uuid) => Ok(None),
+            _ => wrong("UUID", format!("{column} holds UUIDs like '3f2504e0-4f89-41d3-9a0c-0305e82c1001'; look the id up first")),
+        },
+        ParamCheck::Integer => match as_integer() {
+            Some(_) => Ok(None),
+            None => wrong("integer", format!("{column} holds whole numbers")),
+        },
+        ParamCheck::Tenant => match as_integer() {
+            Some(n) if n == i128::from(tenant) => Ok(None),
+            _ => Err(Denial::new(
+                Rule::TenantScope,
+                StatementKind::Insert,
+                format!("bound value {} for {column} is not your tenant ({tenant})", shown()),
+                Some("leave the tenant column out: sqlguard sets it".into()),
+            )),
+        },
+        ParamCheck::Limit { max } => match as_integer() {
+            Some(n) if n < 0 => wrong("LIMIT", "LIMIT takes a number of rows, 0 or more".into()),
+            Some(n) if n > i128::from(*max) => Ok(Some(*max)),
+            Some(_) => Ok(None),
+            None => wrong("LIMIT", "LIMIT takes a number of rows".into()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(check: ParamCheck) -> ParamRule {
+        ParamRule { check, column: Some("products.id".into()) }
+    }
+
+    #[test]
+    fn bound_values_are_checked() {
+        let uuid = rule(ParamCheck::Uuid);
+        assert!(check_bound(&uuid, BoundValue::Bytes(b"3f2504e0-4f89-41d3-9a0c-0305e82c1001"), 1).is_ok());
+        assert!(check_bound(&uuid, BoundValue::Null, 1).is_ok());
+        let d = check_bound(&uuid, BoundValue::Bytes(b"1 OR 1=1"), 1).unwrap_err();
+        assert_eq!(d.rule, Rule::TypedLiteral);
+        assert!(d.message.contains("products.id") && d.message.contains("'1 OR 1=1'"), "{}", d.message);
+        assert!(check_bound(&uuid, BoundValue::Int(5), 1).is_err());
+        let int = rule(ParamCheck::Integer);
+        assert!(check_bound(&int, BoundValue::UInt(5), 1).is_ok());
+        assert!(check_bound(&int, BoundValue::Bytes(b"42"), 1).is_ok());
+        assert!(check_bound(&int, BoundValue::Bytes(b"4.2"), 1).is_err());
+        assert!(check_bound(&int, BoundValue::Float(4.0), 1).is_err());
+        let tenant = rule(ParamCheck::Tenant);
+        assert!(check_bound(&tenant, BoundValue::Int(1), 1).is_ok());
+        assert_eq!(check_bound(&tenant, BoundValue::Int(2), 1).unwrap_err().rule, Rule::TenantScope);
+        assert!(check_bound(&tenant, BoundValue::Null, 1).is_err());
+        let limit = rule(ParamCheck::Limit { max: 100 });
+        assert_eq!(check_bound(&limit, BoundValue::Int(5), 1).unwrap(), None);
+        assert_eq!(check_bound(&limit, BoundValue::UInt(100_000), 1).unwrap(), Some(100));
+        assert!(check_bound(&limit, BoundValue::Int(-1), 1).is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! Prepared statements (COM_STMT_PREPARE / EXECUTE / CLOSE): the template
+//! goes through the same guard as a text query, the *rewritten* template is
+//! prepared on the pinned connection, and every bound value is checked
+//! against what its placeholder compares with or writes to.
+
+use std::collections::HashMap;
+use std::io;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Statement, Value};
+use opensrv_mysql::{Column, ColumnFlags, ColumnType, ErrorKind, StatementMetaWriter};
+use tokio::io::AsyncWrite;
+
+use super::Session;
+use crate::backend::BackendError;
+use crate::error;
+use crate::frontend::binary::{ExecuteError, parse_execute};
+use crate::frontend::packets::ResponseWriter;
+use crate::frontend::results;
+use crate::frontend::wire::StatementInput;
+use crate::guard::{self, BoundValue, CheckedSql, Decision, ParamRule, check_bound};
+
+/// Statements one session may hold open. Each pins memory on the backend,
+/// and MariaDB's `max_prepared_stmt_count` (16382 by default) is shared by
+/// every session: 151 sessions × 64 stay well below it.
+pub const MAX_PREPARED_PER_SESSION: usize = 64;
+
+/// A client's prepared statement.
+pub(super) struct Prepared {
+    sql: CheckedSql,
+    params: Vec<ParamRule>,
+    /// The backend's statement; `None` after the pinned connection was lost
+    /// (it is prepared again on the next execute).
+    backend: Option<Statement>,
+    /// Parameter types from the last execute that sent them.
+    types: Vec<(u8, bool)>,
+}
+
+#[derive(Default)]
+pub(super) struct PreparedStatements {
+    by_id: HashMap<u32, Prepared>,
+    next_id: u32,
+}
+
+impl PreparedStatements {
+    /// The pinned connection is gone, and its statements with it.
+    pub(super) fn forget_backend(&mut self) {
+        for p in self.by_id.values_mut() {
+            p.backend = None;
+        }
+    }
+}
+
+/// opensrv's column type for prepare metadata (the backend's; STRING if unknown).
+fn meta_column(column: &mysql_async::Column) -> Column {
+    Column {
+        table: column.table_str().into_owned(),
+        column: column.name_str().into_owned(),
+        coltype: ColumnType::try_from(column.column_type() as u8)
+            .unwrap_or(ColumnType::MYSQL_TYPE_STRING),
+        colflags: ColumnFlags::from_bits_truncate(column.flags().bits()),
+    }
+}
+
+fn bound(value: &Value) -> BoundValue<'_> {
+    match value {
+        Value::NULL => BoundValue::Null,
+        Value::Int(i) => BoundValue::Int(*i),
+        Value::UInt(u) => BoundValue::UInt(*u),
+        Value::Float(f) => BoundValue::Float(f64::from(*f)),
+        Value::Double(f) => BoundValue::Float(*f),
+        Value::Bytes(b) => BoundValue::Bytes(b),
+        Value::Date(..) | Value::Time(..) => BoundValue::Temporal,
+    }
+}
+
+impl Session {
+    /// COM_STMT_PREPARE.
+    pub async fn prepare<W>(&mut self, sql: &str, writer: StatementMetaWriter<'_, W>) -> io::Result<()>
+    where
+        W: AsyncWrite + Send + Unpin,
+    {
+        let (sql, params) = match guard::check_prepared(sql, &self.context()) {
+            Decision::Allow { sql, params, .. } => (sql, params),
+            Decision::LocalOk { .. } => {
+                return writer
+                    .error(
+                        ErrorKind::ER_UNSUPPORTED_PS,
+                        b"sqlguard: this statement cannot be prepared; send it as a text query",
+                    )
+                    .await;
+            }
+            Decision::Deny(denial) => {
+                tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = %denial.rule, "prepare denied");
+                let e = error::for_denial(&denial);
+                return writer.error(e.kind, e.message.as_bytes()).await;
+            }
+        };
+        if self.prepared.by_id.len() >= MAX_PREPARED_PER_SESSION {
+            let message = format!(
+                "sqlguard: a session may hold at most {MAX_PREPARED_PER_SESSION} prepared statements; close the ones you no longer need"
+            );
+            return writer
+                .error(ErrorKind::ER_MAX_PREPARED_STMT_COUNT_REACHED, message.as_bytes())
+                .await;
+        }
+        let statement = match self.prepare_on_backend(&sql, params.len()).await {
+            Ok(statement) => statement,
+            Err(e) => {
+                let e = error::for_backend(&e);
+                return writer.error(e.kind, e.message.as_bytes()).await;
+            }
+        };
+        let param_meta: Vec<Column> = statement.params().iter().map(meta_column).collect();
+        let column_meta: Vec<Column> = statement.columns().iter().map(meta_column).collect();
+        self.prepared.next_id = self.prepared.next_id.wrapping_add(1).max(1);
+        let id = self.prepared.next_id;
+        self.prepared.by_id.insert(
+            id,
+            Prepared {
+                sql,
+                params,
+                backend: Some(statement),
+                types: Vec::new(),
+            },
+        );
+        writer.reply(id, &param_meta, &column_meta).await
+    }
+
+    async fn prepare_on_backend(&mut self, sql: &CheckedSql, expected_params: usize) -> Result<Statement, BackendError> {
+        let conn = self.pinned().await?;
+        let statement = match conn.prep(sql.as_str()).await {
+            Ok(s) => s,
+            Err(e) => {
+                let e = BackendError::from_statement(e);
+                if e.breaks_connection() {
+                    self.drop_pinned();
+                }
+                return Err(e);
+            }
+        };
+        if usize::from(statement.num_params()) != expected_params {
+            // The guard numbered the placeholders differently from MariaDB:
+            // refuse rather than check values against the wrong columns.
+            let _ = conn.close(statement).await;
+            return Err(BackendError::Server {
+                code: 1210,
+                state: "HY000".into(),
+                message: "sqlguard: internal: placeholder count mismatch; send the statement as a text query".into(),
+            });
+        }
+        Ok(statement)
+    }
+
+    /// COM_STMT_EXECUTE. The parameters are read from `input` (captured from
+    /// the byte stream), never through opensrv's parser.
+    pub async fn execute(&mut self, id: u32, input: &mut StatementInput, mut out: ResponseWriter) -> io::Result<()> {
+        let payload = input.execute.take().unwrap_or_default();
+        let Some(prepared) = self.prepared.by_id.get_mut(&id) else {
+            input.clear_long_data(id);
+            return out
+                .err(1243, "HY000", &format!("sqlguard: unknown prepared statement handler ({id}) given to EXECUTE"))
+                .await
+                .and(out.flush().await);
+        };
+        let execute = parse_execute(&payload, prepared.params.len(), &prepared.types, &mut input.long_data);
+        input.clear_long_data(id);
+        let mut execute = match execute {
+            Ok(e) => e,
+            Err(e @ ExecuteError::Cursor) => {
+                return out.err(1235, "42000", &format!("sqlguard: {e}")).await.and(out.flush().await);
+            }
+            Err(e) => {
+                return out.err(1210, "HY000", &format!("sqlguard: {e}")).await.and(out.flush().await);
+            }
+        };
+        prepared.types = std::mem::take(&mut execute.types);
+        for (value, rule) in execute.values.iter_mut().zip(&prepared.params) {
+            match check_bound(rule, bound(value), self.user.tenant_id) {
+                Ok(None) => {}
+                Ok(Some(clamped)) => *value = Value::UInt(clamped),
+                Err(denial) => {
+                    tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = %denial.rule, "execute denied");
+                    let e = error::for_denial(&denial);
+                    let state = String::from_utf8_lossy(e.kind.sqlstate()).into_owned();
+                    return out.err(e.kind as u16, &state, &e.message).await.and(out.flush().await);
+                }
+            }
+        }
+        if prepared.backend.is_none() || self.pinned.as_ref().is_none_or(|c| c.is_disconnected()) {
+            let (sql, count) = (prepared.sql.clone(), prepared.params.len());
+            match self.prepare_on_backend(&sql, count).await {
+                Ok(statement) => {
+                    if let Some(p) = self.prepared.by_id.get_mut(&id) {
+                        p.backend = Some(statement);
+                    }
+                }
+                Err(e) => {
+                    let client = error::for_backend(&e);
+                    let state = String::from_utf8_lossy(client.kind.sqlstate()).into_owned();
+                    return out.err(client.kind as u16, &state, &client.message).await.and(out.flush().await);
+                }
+            }
+        }
+        let statement = match self.prepared.by_id.get(&id).and_then(|p| p.backend.clone()) {
+            Some(s) => s,
+            None => return out.err(1243, "HY000", "sqlguard: statement lost").await.and(out.flush().await),
+        };
+        let conn = match self.pinned().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let client = error::for_backend(&e);
+                let state = String::from_utf8_lossy(client.kind.sqlstate()).into_owned();
+                return out.err(client.kind as u16, &state, &client.message).await.and(out.flush().await);
+            }
+        };
+        let outcome = results::run_prepared(conn, &statement, execute.values, &mut out).await?;
+        self.after_statement(&outcome);
+        Ok(())
+    }
+
+    /// COM_STMT_CLOSE (no reply): frees the statement here and on the backend.
+    pub async fn close_prepared(&mut self, id: u32) {
+        if let Some(prepared) = self.prepared.by_id.remove(&id) {
+            if let (Some(statement), Some(conn)) = (prepared.backend, self.pinned.as_mut()) {
+                if conn.close(statement).await.is_err() {
+                    self.drop_pinned();
+                }
+            }
+        }
+    }
+
+    /// How many prepared statements the session holds (for tests and metrics).
+    pub fn prepared_count(&self) -> usize {
+        self.prepared.by_id.len()
+    }
+}

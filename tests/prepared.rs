@@ -1,0 +1,160 @@
+//! Prepared statements through sqlguard (binary protocol) with mysql_async's
+//! `exec`: the same guard as text queries at prepare time, bound values
+//! checked at execute time, binary results identical to MariaDB's, and a
+//! bounded number of statements per session.
+
+mod common;
+
+use common::mariadb::{backend_opts_at, t1, t2};
+use common::proxy::*;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Row, Value};
+
+async fn connect(user: (&str, &str)) -> (sqlguard::frontend::listener::RunningProxy, Conn) {
+    let proxy = shared_proxy().await;
+    let conn = Conn::new(proxy_opts(&proxy, user)).await.expect("login");
+    (proxy, conn)
+}
+
+#[tokio::test]
+async fn seed_workflow_with_bound_parameters() {
+    let (_proxy, mut conn) = connect(CLAWDBOT).await;
+    let names: Vec<(String, String)> = conn
+        .exec("SELECT name, CAST(price AS CHAR) FROM products WHERE status = ? LIMIT ?", ("active", 5))
+        .await
+        .unwrap();
+    assert!(!names.is_empty() && names.len() <= 5);
+    let prices: Vec<String> = conn
+        .exec("SELECT CAST(price AS CHAR) FROM products WHERE name LIKE ?", ("%Montre%",))
+        .await
+        .unwrap();
+    assert_eq!(prices, vec!["549.00".to_string()]);
+    let stock: Option<i64> = conn
+        .exec_first("SELECT stock FROM products WHERE id = ?", (t1::PRODUCT_EARBUDS,))
+        .await
+        .unwrap();
+    assert_eq!(stock, Some(25));
+    let customer: Option<Row> = conn
+        .exec_first("SELECT * FROM customers WHERE phone = ?", (t1::CUSTOMER_PHONE,))
+        .await
+        .unwrap();
+    assert!(customer.is_some());
+    conn.exec_drop("INSERT INTO customers (phone, created_at) VALUES (?, NOW())", ("+212688880001",))
+        .await
+        .unwrap();
+    let customer_id = conn.last_insert_id().expect("insert id");
+    conn.exec_drop(
+        "INSERT INTO orders (id, customer_id, product_data, total_price, status) VALUES (?, ?, ?, ?, ?)",
+        (
+            "aaaaaaaa-bbbb-4ccc-8ddd-000000000001",
+            customer_id,
+            r#"[{"product_id": "3f2504e0-4f89-41d3-9a0c-0305e82c1001", "quantity": 1, "price": 299.00}]"#,
+            "299.00",
+            "En attente",
+        ),
+    )
+    .await
+    .unwrap();
+    conn.exec_drop(
+        "UPDATE orders SET status = ?, address = ?, city = ? WHERE id = ?",
+        ("Confirmé", "12 Rue Tarik", "Casablanca", "aaaaaaaa-bbbb-4ccc-8ddd-000000000001"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(conn.affected_rows(), 1);
+    let mut direct = Conn::new(backend_opts_at(shared_db_port())).await.unwrap();
+    let row: Option<(u64, String, String)> = direct
+        .query_first("SELECT tenant_id, status, city FROM orders WHERE id = 'aaaaaaaa-bbbb-4ccc-8ddd-000000000001'")
+        .await
+        .unwrap();
+    assert_eq!(row, Some((1, "Confirmé".into(), "Casablanca".into())));
+}
+
+#[tokio::test]
+async fn bound_values_are_checked_and_tenants_stay_apart() {
+    let (_proxy, mut conn) = connect(CLAWDBOT).await;
+    // Another tenant's product through a bound UUID: no row, not an error.
+    let stock: Option<i64> = conn
+        .exec_first("SELECT stock FROM products WHERE id = ?", (t2::PRODUCT_RUG,))
+        .await
+        .unwrap();
+    assert_eq!(stock, None);
+    for bad in ["1 OR 1=1", "PRODUCT_UUID", "3f2504e0-4f89-41d3-9a0c-0305e82c100'"] {
+        let (code, message) = server_error(
+            conn.exec_first::<i64, _, _>("SELECT stock FROM products WHERE id = ?", (bad,)).await,
+        );
+        assert_eq!(code, 1411, "{bad}: {message}");
+        assert!(message.contains("products.id"), "{message}");
+    }
+    let (code, message) = server_error(
+        conn.exec_drop(
+            "INSERT INTO orders (tenant_id, id, customer_id, total_price) VALUES (?, UUID(), 1, 1)",
+            (2,),
+        )
+        .await,
+    );
+    assert_eq!(code, 1142, "{message}");
+    // LIMIT ? is clamped to the policy's maximum (100).
+    let rows: Vec<u32> = conn
+        .exec("SELECT id FROM bench_points ORDER BY id LIMIT ?", (100_000,))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 100);
+    assert!(rows.iter().all(|id| id % 2 == 1), "tenant 1 owns the odd ids");
+    // Denied templates are refused at prepare time with the text-query codes.
+    for (sql, expected) in [
+        ("DELETE FROM orders WHERE id = ?", 1227),
+        ("SELECT api_keys FROM tenants WHERE id = ?", 1142),
+        ("SELECT * FROM orders WHERE id = ?; DROP TABLE orders", 1227),
+    ] {
+        let (code, message) = server_error(conn.prep(sql).await);
+        assert_eq!(code, expected, "{sql}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn binary_results_match_mariadb() {
+    let (_proxy, mut proxied) = connect(CLAWDBOT).await;
+    let mut direct = Conn::new(backend_opts_at(shared_db_port())).await.unwrap();
+    for sql in [
+        "SELECT * FROM type_probe WHERE tenant_id = ? ORDER BY id",
+        "SELECT id, c_bigint, c_ubigint, c_decimal, c_float, c_double, c_datetime, c_time, c_json, c_uuid FROM type_probe WHERE tenant_id = ? ORDER BY id",
+        "SELECT id, name, price, images, created_at FROM products WHERE tenant_id = ? ORDER BY id",
+    ] {
+        let expected: Vec<Row> = direct.exec(sql, (1,)).await.unwrap();
+        let got: Vec<Row> = proxied.exec(sql, (1,)).await.unwrap();
+        assert_eq!(got.len(), expected.len(), "{sql}");
+        for (g, e) in got.iter().zip(&expected) {
+            let gv: Vec<Value> = (0..g.len()).map(|i| g.as_ref(i).cloned().unwrap_or(Value::NULL)).collect();
+            let ev: Vec<Value> = (0..e.len()).map(|i| e.as_ref(i).cloned().unwrap_or(Value::NULL)).collect();
+            assert_eq!(gv, ev, "{sql}");
+            let gc: Vec<(String, u8, u16, u16)> = g.columns_ref().iter().map(|c| (c.name_str().into_owned(), c.column_type() as u8, c.flags().bits(), c.character_set())).collect();
+            let ec: Vec<(String, u8, u16, u16)> = e.columns_ref().iter().map(|c| (c.name_str().into_owned(), c.column_type() as u8, c.flags().bits(), c.character_set())).collect();
+            assert_eq!(gc, ec, "{sql}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn prepared_statements_are_bounded_and_freed() {
+    let proxy = shared_proxy().await;
+    // No client-side cache: every prep is a COM_STMT_PREPARE.
+    let opts = mysql_async::OptsBuilder::from_opts(proxy_opts(&proxy, CLAWDBOT)).stmt_cache_size(0);
+    let mut conn = Conn::new(opts).await.unwrap();
+    let limit = sqlguard::session::MAX_PREPARED_PER_SESSION;
+    let mut statements = Vec::new();
+    for i in 0..limit {
+        match conn.prep(format!("SELECT {i} + ?")).await {
+            Ok(s) => statements.push(s),
+            Err(e) => panic!("prepare #{i}: {e:?}"),
+        }
+    }
+    let (code, message) = server_error(conn.prep("SELECT 'one too many' + ?").await);
+    assert_eq!(code, 1461, "{message}");
+    // Closing frees the slot (here and on the backend).
+    conn.close(statements.pop().unwrap()).await.unwrap();
+    let again = conn.prep("SELECT 'fits again' + ?").await.unwrap();
+    let v: Option<f64> = conn.exec_first(&again, (1,)).await.unwrap();
+    assert_eq!(v, Some(1.0));
+    drop(proxy);
+}
