@@ -787,6 +787,13 @@ pub enum WriteVerdict {
         copy: Result<u64, SqlError>,
     },
     Denied(SqlError),
+    /// sqlguard forwarded a rewrite that the backend refused (nothing
+    /// changed), while the original ran on the copy. Not a leak; e.g. a
+    /// domain guard that fails closed through a NOT NULL column. Reported.
+    RefusedByBackend {
+        proxy: SqlError,
+        copy: u64,
+    },
     Failure(String),
 }
 
@@ -903,6 +910,21 @@ impl WriteOracle {
                     "tenant 1's rows differ from the copy's (full vs copy): {}",
                     apart.join("; ")
                 ));
+            }
+        }
+        // A rewrite the backend refused, with nothing changed on `full`: the
+        // copy ran the original; put it back and report it separately.
+        if let (Err(p), Ok(n)) = (&got, &want) {
+            let unchanged = diff_tables(&of_tenant(&before, 1), &of_tenant(&after, 1)).is_empty();
+            let only_apart = problems
+                .iter()
+                .all(|p| p.starts_with("tenant 1's rows differ"));
+            if !denied && unchanged && only_apart {
+                self.dirty = true;
+                return WriteVerdict::RefusedByBackend {
+                    proxy: p.clone(),
+                    copy: *n,
+                };
             }
         }
         if problems.is_empty() {
