@@ -182,7 +182,10 @@ async fn corpus_writes_stay_in_the_tenant() {
     for (i, sql) in statements.iter().enumerate() {
         match oracle.check(sql).await {
             WriteVerdict::Ok { .. } => ok += 1,
-            WriteVerdict::Denied(_) => denied += 1,
+            WriteVerdict::Denied((_, message)) => {
+                denied += 1;
+                println!("  denied [statement {i}] {sql}\n    {message}");
+            }
             WriteVerdict::RefusedByBackend { proxy, copy } => refused.push(format!(
                 "  [statement {i}] {sql}\n    through sqlguard: {proxy:?}; on the copy: {copy} rows\n    rewritten: {}",
                 oracle.rewritten(sql)
