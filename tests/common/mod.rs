@@ -2,5 +2,6 @@
 //! sqlguard proxy per test. Not every test binary uses every helper.
 #![allow(dead_code)]
 
+pub mod isolation;
 pub mod mariadb;
 pub mod proxy;
