@@ -146,6 +146,9 @@ fn apply_policy(
         writes::update(update, &tables, session)?;
     }
     let scoped_tables = scope::apply(statement, &tables, kind, session)?;
+    if let Statement::Update(update) = statement {
+        writes::bind_update_references(update, &tables, session)?;
+    }
     let limit = match statement {
         Statement::Insert(insert) => {
             writes::insert(insert, session)?;

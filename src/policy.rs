@@ -71,6 +71,17 @@ pub struct TablePolicy {
     pub update_columns: Option<Vec<String>>,
     /// Conditions on the parent row for some inserted rows.
     pub guards: Vec<DomainGuard>,
+    /// Columns that hold a key of another tenant-scoped table: written values
+    /// must name one of the tenant's rows there.
+    pub references: Vec<Reference>,
+}
+
+/// `column` holds `table`.`key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub column: String,
+    pub table: String,
+    pub key: String,
 }
 
 /// An INSERT of a row whose `when_column` is `when_value` requires the
@@ -208,6 +219,8 @@ struct RawTable {
     update: Option<Vec<String>>,
     #[serde(default)]
     guard: Vec<RawGuard>,
+    #[serde(default)]
+    references: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -396,6 +409,7 @@ fn compile_table(
         insert_columns: raw.insert.as_deref().map(lower_all),
         update_columns: raw.update.as_deref().map(lower_all),
         guards: Vec::new(),
+        references: Vec::new(),
     };
     for (list, what) in [
         (&table.uuid_columns, "uuid"),
@@ -444,6 +458,20 @@ fn compile_table(
         }
     }
     let mut table = table;
+    for (column, target) in &raw.references {
+        let (t, key) = target.split_once('.').unwrap_or((target.as_str(), "id"));
+        if !valid_identifier(column) || !valid_identifier(t) || !valid_identifier(key) {
+            problems.push(format!(
+                "{key}.references.{column}: write column = \"table\" or \"table.key\" (got {target:?})"
+            ));
+            continue;
+        }
+        table.references.push(Reference {
+            column: column.to_ascii_lowercase(),
+            table: t.to_ascii_lowercase(),
+            key: key.to_ascii_lowercase(),
+        });
+    }
     for (i, guard) in raw.guard.iter().enumerate() {
         let gkey = format!("{key}.guard[{i}]");
         if !matches!(table.scope, Scope::Parent { .. }) {
@@ -480,6 +508,19 @@ fn single(map: &BTreeMap<String, String>) -> Option<(&String, &String)> {
 /// A parent must be declared, scoped itself, and chains must end.
 fn check_parents(policy: &Policy, problems: &mut Vec<String>) {
     for table in policy.tables.values() {
+        for r in &table.references {
+            match policy.tables.get(&r.table) {
+                None => problems.push(format!(
+                    "tables.{}.references.{}: table {:?} is not declared in this policy",
+                    table.name, r.column, r.table
+                )),
+                Some(t) if matches!(t.scope, Scope::Shared) => problems.push(format!(
+                    "tables.{}.references.{}: {:?} is shared; a reference to it needs no check, remove it",
+                    table.name, r.column, r.table
+                )),
+                Some(_) => {}
+            }
+        }
         let mut seen = vec![table.name.as_str()];
         let mut current = table;
         while let Scope::Parent { parent, .. } = &current.scope {

@@ -22,7 +22,7 @@ pub(super) fn check(
     let mut checker = Columns {
         tables,
         kind,
-        scopes: Vec::new(),
+        scopes: tables.base_scope(statement),
     };
     match statement.visit(&mut checker) {
         ControlFlow::Break(denial) => Err(denial),

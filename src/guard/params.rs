@@ -73,10 +73,11 @@ pub(super) fn collect(
         }
         _ => {}
     }
+    let scopes = tables.base_scope(statement);
     let mut visitor = Typing {
         tables,
         marker,
-        scopes: Vec::new(),
+        scopes,
     };
     let _ = statement.visit(&mut visitor);
     visitor.marker.rules

@@ -305,16 +305,46 @@ pub(super) fn parent_keys(
     else {
         return Err(internal("parent_keys on a table without a parent"));
     };
-    let Some(parent_table) = policy.table(parent) else {
-        return Err(internal("parent table missing from the policy"));
+    scoped_keys(policy, parent, parent_key, tenant, extra)
+}
+
+/// `SELECT <table>.<key> FROM <table> WHERE <table's scope> [AND (extra)]`.
+pub(super) fn scoped_keys(
+    policy: &Policy,
+    table: &str,
+    key: &str,
+    tenant: u64,
+    extra: Option<&str>,
+) -> Result<String, Denial> {
+    let Some(target) = policy.table(table) else {
+        return Err(internal("referenced table missing from the policy"));
     };
-    let qualifier = Ident::new(parent_table.name.clone());
-    let scope = predicate(policy, parent_table, &qualifier, tenant)?
-        .ok_or_else(|| internal("parent table is shared"))?;
+    let qualifier = Ident::new(target.name.clone());
+    let scope = predicate(policy, target, &qualifier, tenant)?
+        .ok_or_else(|| internal("referenced table is shared"))?;
     let extra = extra.map(|e| format!(" AND ({e})")).unwrap_or_default();
     Ok(format!(
-        "SELECT {parent}.{parent_key} FROM {parent} WHERE {scope}{extra}"
+        "SELECT {table}.{key} FROM {table} WHERE {scope}{extra}",
+        table = target.name
     ))
+}
+
+/// `(SELECT <table>.<key> FROM <table> WHERE <scope> AND (<table>.<key> = (<value>) [AND extra]))`:
+/// the value itself if it names one of the tenant's rows, NULL otherwise.
+pub(super) fn tenant_row_lookup(
+    policy: &Policy,
+    table: &str,
+    key: &str,
+    value: &Expr,
+    tenant: u64,
+    extra: &[String],
+) -> Result<Expr, Denial> {
+    // The client's value is parenthesized: it is an expression, and must
+    // not bind to the conditions around it.
+    let mut conditions = vec![format!("{table}.{key} = ({value})")];
+    conditions.extend(extra.iter().cloned());
+    let keys = scoped_keys(policy, table, key, tenant, Some(&conditions.join(" AND ")))?;
+    parse_expr(&format!("({keys})"))
 }
 
 pub(super) fn parse_expr(text: &str) -> Result<Expr, Denial> {

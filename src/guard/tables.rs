@@ -61,6 +61,30 @@ impl<'p> StatementTables<'p> {
         out
     }
 
+    /// The scope of expressions outside any SELECT: the UPDATE's own tables,
+    /// or the INSERT's target.
+    pub fn base_scope(&self, statement: &Statement) -> Vec<Vec<&'p TablePolicy>> {
+        let mut names = Vec::new();
+        match statement {
+            Statement::Update(update) => super::columns::base_tables(&update.table, &mut names),
+            Statement::Insert(insert) => {
+                if let TableObject::TableName(name) = &insert.table {
+                    names.extend(table_name(name));
+                }
+            }
+            _ => return Vec::new(),
+        }
+        let mut out: Vec<&'p TablePolicy> = Vec::new();
+        for name in names {
+            for t in self.resolve(&name) {
+                if !out.iter().any(|o| std::ptr::eq(*o, *t)) {
+                    out.push(t);
+                }
+            }
+        }
+        vec![out]
+    }
+
     /// The tables an unqualified column may belong to, given the FROM
     /// scopes it sits in (innermost last): MariaDB looks in the innermost
     /// SELECT first, then outward. Outside any SELECT: every table.

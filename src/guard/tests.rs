@@ -29,6 +29,7 @@ fn shipped(stem: &str) -> Policy {
         insert_columns: Some(vec!["a".into(), "b".into()]),
         update_columns: Some(vec!["a".into(), "b".into()]),
         guards: Vec::new(),
+        references: Vec::new(),
     };
     policy.tables.insert("t".into(), t);
     policy
@@ -105,7 +106,7 @@ fn seed_bot_queries() {
     );
     check_allow(
         "INSERT INTO orders (id, customer_id, total_price, status) VALUES (UUID(), 1, 199.00, 'En attente')",
-        "INSERT INTO orders (id, customer_id, total_price, status, tenant_id) VALUES (UUID(), 1, 199.00, 'En attente', 1)",
+        "INSERT INTO orders (id, customer_id, total_price, status, tenant_id) VALUES (UUID(), (SELECT customers.id FROM customers WHERE customers.tenant_id = 1 AND (customers.id = (1))), 199.00, 'En attente', 1)",
     );
     check_allow(
         "UPDATE orders SET status = 'Confirmé', address = '12 rue Atlas', city = 'Fès' WHERE id = '7b1c2f5e-1d2a-4c3b-9e8f-0a1b2c3d4e5f'",
@@ -955,7 +956,7 @@ fn limits_are_injected_and_clamped_at_the_top_only() {
 fn writes_get_the_tenant_and_respect_allowlists() {
     check_allow(
         "INSERT INTO orders (id, customer_id, total_price) VALUES (UUID(), 3, 10), (UUID(), '4', 20)",
-        "INSERT INTO orders (id, customer_id, total_price, tenant_id) VALUES (UUID(), 3, 10, 1), (UUID(), '4', 20, 1)",
+        "INSERT INTO orders (id, customer_id, total_price, tenant_id) VALUES (UUID(), (SELECT customers.id FROM customers WHERE customers.tenant_id = 1 AND (customers.id = (3))), 10, 1), (UUID(), (SELECT customers.id FROM customers WHERE customers.tenant_id = 1 AND (customers.id = ('4'))), 20, 1)",
     );
     check_allow(
         "INSERT INTO orders (tenant_id, id, customer_id, total_price) VALUES (1, UUID(), 3, 10)",
@@ -1142,7 +1143,7 @@ fn placeholders_are_typed_in_mariadb_order() {
     );
     check_params(
         "INSERT INTO orders (tenant_id, id, customer_id, total_price) VALUES (?, ?, ?, ?)",
-        "INSERT INTO orders (tenant_id, id, customer_id, total_price) VALUES (?, ?, ?, ?)",
+        "INSERT INTO orders (tenant_id, id, customer_id, total_price) VALUES (?, ?, (SELECT customers.id FROM customers WHERE customers.tenant_id = 1 AND (customers.id = (?))), ?)",
         &[
             (Tenant, Some("orders.tenant_id")),
             (Uuid, Some("orders.id")),

@@ -8,7 +8,7 @@ use sqlparser::ast::{
 };
 
 use super::columns::{ColumnType, check_literal};
-use super::scope::{number, parent_keys, parse_expr};
+use super::scope::{number, tenant_row_lookup};
 use super::tables::{StatementTables, table_name};
 use super::{Denial, Rule, SessionContext, StatementKind};
 use crate::policy::{DomainGuard, Scope, TablePolicy};
@@ -93,6 +93,16 @@ pub(super) fn insert(insert: &mut Insert, session: &SessionContext<'_>) -> Resul
             "write INSERT INTO <table> (col, ...) VALUES (...)",
         ));
     }
+    // The tenant checks of parent keys and references turn a foreign key
+    // into NULL, which MariaDB refuses; IGNORE would store a default instead.
+    if insert.ignore && (matches!(table.scope, Scope::Parent { .. }) || !table.references.is_empty()) {
+        return Err(deny(
+            Rule::InsertShape,
+            kind,
+            format!("INSERT IGNORE into {} is not allowed", table.name),
+            "use a plain INSERT",
+        ));
+    }
     if insert.columns.is_empty() {
         return Err(deny(
             Rule::InsertShape,
@@ -150,10 +160,11 @@ pub(super) fn insert(insert: &mut Insert, session: &SessionContext<'_>) -> Resul
         SetExpr::Values(values) => {
             for row in &mut values.rows {
                 let row = &mut row.content;
-                for (c, v) in columns.iter().zip(row.iter()) {
+                for (c, v) in columns.iter().zip(row.iter_mut()) {
                     if let Some(ty) = typed(table, c) {
                         check_literal(v, ty, &table.name, c, kind)?;
                     }
+                    bind_reference(v, table, c, session)?;
                 }
                 match (&table.scope, tenant_at) {
                     (Scope::Tenant, Some(i)) => check_tenant_value(
@@ -177,6 +188,14 @@ pub(super) fn insert(insert: &mut Insert, session: &SessionContext<'_>) -> Resul
                     (Scope::Shared, _) => {}
                 }
             }
+        }
+        SetExpr::Select(_) if columns.iter().any(|c| table.references.iter().any(|r| &r.column == c)) => {
+            return Err(deny(
+                Rule::InsertShape,
+                kind,
+                format!("INSERT INTO {} ... SELECT may not set a column that references another table", table.name),
+                "use VALUES, so sqlguard can check the referenced row belongs to you",
+            ));
         }
         SetExpr::Select(select) => match (&table.scope, tenant_at) {
             (Scope::Tenant, None) => select
@@ -242,7 +261,7 @@ fn check_tenant_value(
 }
 
 /// Replaces the parent key value `v` with `(SELECT key FROM parent WHERE
-/// <parent's scope> AND key = v [AND guard])`.
+/// <parent's scope> AND (key = (v) [AND guard]))`.
 fn bind_parent(
     row: &mut [Expr],
     columns: &[String],
@@ -268,33 +287,39 @@ fn bind_parent(
     else {
         return Ok(());
     };
-    let value = row.get(at).cloned().ok_or_else(|| {
-        deny(
+    let Some(value) = row.get(at).cloned() else {
+        return Err(deny(
             Rule::InsertShape,
             kind,
             "a row has fewer values than columns",
             "give one value per column",
-        )
-    })?;
-    // The client's value is parenthesized: it is an expression, and must not
-    // bind to the conditions around it.
-    let mut conditions = vec![format!("{parent}.{parent_key} = ({value})")];
+        ));
+    };
+    let mut guards = Vec::new();
     for guard in &table.guards {
         if guard_applies(guard, columns, row) {
-            conditions.push(format!(
+            guards.push(format!(
                 "{parent}.{} = '{}'",
                 guard.parent_column,
                 guard.parent_value.replace('\'', "''")
             ));
         }
     }
-    let lookup = parent_keys(
-        session.policy,
-        table,
-        session.tenant_id,
-        Some(&conditions.join(" AND ")),
-    )?;
-    row[at] = parse_expr(&format!("({lookup})"))?;
+    row[at] = tenant_row_lookup(session.policy, parent, parent_key, &value, session.tenant_id, &guards)?;
+    Ok(())
+}
+
+/// A column that references another tenant-scoped table (`references` in
+/// the policy) may only name one of the tenant's rows: its value becomes a
+/// lookup that is NULL otherwise, and MariaDB refuses the NULL.
+fn bind_reference(value: &mut Expr, table: &TablePolicy, column: &str, session: &SessionContext<'_>) -> Result<(), Denial> {
+    let Some(reference) = table.references.iter().find(|r| r.column == column) else {
+        return Ok(());
+    };
+    if matches!(value, Expr::Value(v) if matches!(v.value, Value::Null)) {
+        return Ok(());
+    }
+    *value = tenant_row_lookup(session.policy, &reference.table, &reference.key, value, session.tenant_id, &[])?;
     Ok(())
 }
 
@@ -413,6 +438,33 @@ pub(super) fn update(
             if let Some(ty) = typed(table, &column) {
                 check_literal(&assignment.value, ty, &table.name, &column, kind)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Binds referenced columns in an UPDATE's SET list (see [`bind_reference`]).
+pub(super) fn bind_update_references(
+    update: &mut Update,
+    tables: &StatementTables<'_>,
+    session: &SessionContext<'_>,
+) -> Result<(), Denial> {
+    let single = match (&update.table.relation, update.table.joins.is_empty()) {
+        (sqlparser::ast::TableFactor::Table { name, .. }, true) => table_name(name).and_then(|t| session.policy.table(&t)),
+        _ => None,
+    };
+    for assignment in &mut update.assignments {
+        let AssignmentTarget::ColumnName(name) = &assignment.target else {
+            continue;
+        };
+        let (table, column) = match name.0.as_slice() {
+            [ObjectNamePart::Identifier(c)] => (single, c),
+            [.., ObjectNamePart::Identifier(q), ObjectNamePart::Identifier(c)] => (tables.resolve(&q.value).first().copied(), c),
+            _ => continue,
+        };
+        if let Some(table) = table {
+            let column = column.value.to_ascii_lowercase();
+            bind_reference(&mut assignment.value, table, &column, session)?;
         }
     }
     Ok(())
