@@ -25,6 +25,7 @@ pub mod frontend;
 pub mod guard;
 pub mod mariadb;
 pub mod policy;
+pub mod policy_tests;
 pub mod session;
 
 /// The demo schema and data (two tenants), loaded by `sqlguard demo` and the tests.
