@@ -21,10 +21,12 @@ done
 DBPORT=$(grep -o 'unguarded, root without password) is on 127.0.0.1:[0-9]*' "$LOG" | grep -o '[0-9]*$')
 DIRECT="mysql://root@127.0.0.1:$DBPORT/shop"
 PROXIED="mysql://clawdbot:meyram-demo@127.0.0.1:$PORT/shop"
+# The read-only user's policy allows LIMIT up to 1,000,000 (the bot's stops at 100).
+READER="mysql://readonly:reader-demo@127.0.0.1:$PORT/shop"
 echo "== 1,000 point SELECTs, one client (best of 3)"
 for i in 1 2 3; do echo -n "direct:  "; "$CLIENT" loop "$DIRECT" 1000; done
 for i in 1 2 3; do echo -n "proxied: "; "$CLIENT" loop "$PROXIED" 1000; done
 echo "== streaming 1,000,000 rows through sqlguard"
 echo -n "RSS before: "; grep VmRSS /proc/$PID/status | tr -s ' '
-"$CLIENT" stream "$PROXIED" "${STREAM_SQL:-SELECT a.id, b.id, a.c FROM bench_points a JOIN bench_points b LIMIT 1000000}"
+"$CLIENT" stream "$READER" "${STREAM_SQL:-SELECT a.id, b.id, a.c FROM bench_points a JOIN bench_points b JOIN bench_points c LIMIT 1000000}"
 echo -n "peak RSS (VmHWM) of sqlguard: "; grep VmHWM /proc/$PID/status | tr -s ' '

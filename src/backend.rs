@@ -82,9 +82,7 @@ impl Backend {
             ));
         }
         let pool_opts = PoolOpts::default()
-            .with_constraints(
-                PoolConstraints::new(0, config.pool_size).unwrap_or_default(),
-            )
+            .with_constraints(PoolConstraints::new(0, config.pool_size).unwrap_or_default())
             .with_reset_connection(true);
         let opts = OptsBuilder::default()
             .ip_or_hostname(config.host.clone())

@@ -15,7 +15,11 @@ use crate::guard::{self, Decision};
 use crate::mariadb::PrivateMariaDb;
 
 #[derive(Debug, Parser)]
-#[command(name = "sqlguard", version, about = "A guarded SQL proxy for MariaDB: authenticates, checks and rewrites every statement before it reaches the database.")]
+#[command(
+    name = "sqlguard",
+    version,
+    about = "A guarded SQL proxy for MariaDB: authenticates, checks and rewrites every statement before it reaches the database."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -128,7 +132,9 @@ fn load_config(path: &Path, overrides: &Overrides) -> anyhow::Result<Config> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<i32> {
-    let proxy = listener::start(config).await.context("cannot start listener")?;
+    let proxy = listener::start(config)
+        .await
+        .context("cannot start listener")?;
     let token = proxy.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -141,7 +147,10 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -244,21 +253,30 @@ fn check(config_path: &Path, user: &str, sql: Option<String>) -> anyhow::Result<
         policy: &user.policy,
     };
     match guard::check(&sql, &ctx) {
-        Decision::Allow { kind, sql } => {
-            println!("decision: allow\nkind: {kind}\nsql: {sql}");
+        Decision::Allow {
+            kind,
+            sql,
+            rewrites,
+        } => {
+            say(&format!(
+                "decision: allow\nkind: {kind}\nrewrites: {}\nsql: {sql}",
+                rewrites.describe()
+            ));
             Ok(0)
         }
         Decision::LocalOk { kind } => {
-            println!("decision: allow\nkind: {kind}\nsql: (answered by sqlguard, not forwarded)");
+            say(&format!(
+                "decision: allow\nkind: {kind}\nsql: (answered by sqlguard, not forwarded)"
+            ));
             Ok(0)
         }
         Decision::Deny(denial) => {
-            println!(
+            say(&format!(
                 "decision: deny\nkind: {}\nrule: {}\nmessage: {}",
                 denial.kind,
                 denial.rule,
                 denial.client_message()
-            );
+            ));
             Ok(1)
         }
     }
@@ -295,7 +313,7 @@ fn test_policy(config_path: &Path, bless: bool, mut names: Vec<String>) -> anyho
         match policy_tests::run_path(&path, &policy_dir, bless) {
             Ok((report, changes)) => {
                 for change in &changes {
-                    println!(
+                    say(&format!(
                         "blessed {}:{}: case {}{}: {}\n    was: {}\n    now: {}",
                         path.display(),
                         change.case.line,
@@ -308,10 +326,10 @@ fn test_policy(config_path: &Path, bless: bool, mut names: Vec<String>) -> anyho
                         change.case.sql,
                         change.before,
                         change.after
-                    );
+                    ));
                 }
                 for line in report.failure_lines() {
-                    println!("FAIL {line}");
+                    say(&format!("FAIL {line}"));
                 }
                 passed += report.passed();
                 failed += report.failed();
@@ -324,9 +342,11 @@ fn test_policy(config_path: &Path, bless: bool, mut names: Vec<String>) -> anyho
         }
     }
     if known > 0 {
-        println!("{known} known issue(s) still failing as recorded (known_issue)");
+        say(&format!(
+            "{known} known issue(s) still failing as recorded (known_issue)"
+        ));
     }
-    println!("{passed} passed, {failed} failed");
+    say(&format!("{passed} passed, {failed} failed"));
     Ok(if errors > 0 {
         2
     } else if failed > 0 {
@@ -334,6 +354,12 @@ fn test_policy(config_path: &Path, bless: bool, mut names: Vec<String>) -> anyho
     } else {
         0
     })
+}
+
+/// Prints to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 fn hash_password() -> anyhow::Result<i32> {
@@ -345,6 +371,9 @@ fn hash_password() -> anyhow::Result<i32> {
         eprintln!("error: empty password on stdin");
         return Ok(2);
     }
-    println!("{}", NativePasswordHash::of_password(password.as_bytes()).to_hex());
+    println!(
+        "{}",
+        NativePasswordHash::of_password(password.as_bytes()).to_hex()
+    );
     Ok(0)
 }

@@ -238,14 +238,18 @@ fn validate_listen(
         DEFAULT_SHUTDOWN_GRACE,
         problems,
     );
-    for (key, value) in [("listen.handshake_timeout", handshake_timeout), ("listen.idle_timeout", idle_timeout)] {
+    for (key, value) in [
+        ("listen.handshake_timeout", handshake_timeout),
+        ("listen.idle_timeout", idle_timeout),
+    ] {
         if value.is_zero() {
             problems.push(format!("{key}: must be greater than 0"));
         }
     }
     match (&raw.tls_cert, &raw.tls_key) {
         (Some(_), Some(_)) => problems.push(
-            "listen.tls_cert: TLS is not supported by this build yet; remove tls_cert and tls_key".into(),
+            "listen.tls_cert: TLS is not supported by this build yet; remove tls_cert and tls_key"
+                .into(),
         ),
         (Some(_), None) => problems.push("listen.tls_key: missing (tls_cert is set)".into()),
         (None, Some(_)) => problems.push("listen.tls_cert: missing (tls_key is set)".into()),
@@ -268,13 +272,18 @@ fn validate_backend(
     problems: &mut Vec<String>,
 ) -> Option<BackendConfig> {
     let Some(raw) = raw else {
-        problems.push("backend: missing section [backend] with url = \"mysql://user@host:port/database\"".into());
+        problems.push(
+            "backend: missing section [backend] with url = \"mysql://user@host:port/database\""
+                .into(),
+        );
         return None;
     };
     let url = match overrides.backend_url.clone().or(raw.url) {
         Some(url) => url,
         None => {
-            problems.push("backend.url: missing (e.g. \"mysql://sqlguard@127.0.0.1:3306/shop\")".into());
+            problems.push(
+                "backend.url: missing (e.g. \"mysql://sqlguard@127.0.0.1:3306/shop\")".into(),
+            );
             return None;
         }
     };
@@ -361,7 +370,9 @@ fn validate_users(
             }
         };
         if user.tenant_id == 0 {
-            problems.push(format!("{key}.tenant_id: must be a positive tenant id (got 0)"));
+            problems.push(format!(
+                "{key}.tenant_id: must be a positive tenant id (got 0)"
+            ));
         }
         let policy = match policies.get(&user.policy) {
             Some(p) => Some(p.clone()),
@@ -563,9 +574,18 @@ mod tests {
             .replace("policy = \"clawdbot\"", "policy = \"nope\"");
         let problems = problems_of(&text).join("\n");
         assert!(problems.contains("listen.address"), "{problems}");
-        assert!(problems.contains("users[0] (clawdbot).tenant_id"), "{problems}");
-        assert!(problems.contains("users[0] (clawdbot).password_hash"), "{problems}");
-        assert!(problems.contains("users[0] (clawdbot).policy"), "{problems}");
+        assert!(
+            problems.contains("users[0] (clawdbot).tenant_id"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("users[0] (clawdbot).password_hash"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("users[0] (clawdbot).policy"),
+            "{problems}"
+        );
     }
 
     #[test]
@@ -588,8 +608,19 @@ mod tests {
     fn backend_url_needs_a_database() {
         assert!(parse_backend_url("mysql://root@127.0.0.1:3306").is_err());
         let u = parse_backend_url("mysql://bot:pw@db:3310/shop").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.user.as_str(), u.database.as_str()), ("db", 3310, "bot", "shop"));
+        assert_eq!(
+            (
+                u.host.as_str(),
+                u.port,
+                u.user.as_str(),
+                u.database.as_str()
+            ),
+            ("db", 3310, "bot", "shop")
+        );
         assert_eq!(u.password.as_deref(), Some("pw"));
-        assert_eq!(redact_url("mysql://bot:pw@db/shop"), "mysql://bot:***@db/shop");
+        assert_eq!(
+            redact_url("mysql://bot:pw@db/shop"),
+            "mysql://bot:***@db/shop"
+        );
     }
 }

@@ -13,14 +13,24 @@
 //! 4. [`classify`]: statement kind and the policy's statement allowlist
 //!    ([`session_vars`] for `SET`).
 //! 5. [`rules`]: operators, literals, functions, schemas inside the statement.
-//! 6. Serialization of the checked AST and a round-trip check on it.
+//! 6. The policy, for SELECT, INSERT and UPDATE: [`tables`] (every table
+//!    named must be the policy's), [`columns`] (denied columns, typed
+//!    literals), [`scope`] (tenant predicates on every table reference),
+//!    [`writes`] (write allowlists, tenant column, parent keys, domain
+//!    guards) and [`limit`] (mandatory LIMIT on the top-level SELECT).
+//! 7. Serialization of the checked AST and a round-trip check on it.
 
 mod ast_limits;
 mod classify;
+mod columns;
 mod decision;
+mod limit;
 mod precheck;
 mod rules;
+mod scope;
 mod session_vars;
+mod tables;
+mod writes;
 
 #[cfg(test)]
 mod tests;
@@ -31,7 +41,8 @@ use sqlparser::parser::{Parser, ParserOptions};
 
 use crate::policy::Policy;
 
-pub use decision::{CheckedSql, Decision, Denial, DenyClass, Rule, StatementKind};
+pub use decision::{CheckedSql, Decision, Denial, DenyClass, Rewrites, Rule, StatementKind};
+pub use limit::LimitChange;
 pub use precheck::MAX_STATEMENT_BYTES;
 
 use classify::Verdict;
@@ -64,7 +75,13 @@ pub struct SessionContext<'a> {
 pub fn check(sql: &str, session: &SessionContext<'_>) -> Decision {
     match check_inner(sql, session) {
         Ok(decision) => decision,
-        Err(denial) => Decision::Deny(denial),
+        Err(mut denial) => {
+            // The policy may word the hint for its own users.
+            if let Some(hint) = session.policy.hint(denial.rule.name()) {
+                denial.hint = Some(hint.to_string());
+            }
+            Decision::Deny(denial)
+        }
     }
 }
 
@@ -73,25 +90,58 @@ fn check_inner(sql: &str, session: &SessionContext<'_>) -> Result<Decision, Deni
     let tokens = precheck::tokenize(sql)?;
     precheck::check_tokens(&tokens)?;
     let label = precheck::leading_words(&tokens);
-    let statement = parse_one(tokens)?;
+    let mut statement = parse_one(tokens)?;
     ast_limits::check(&statement)?;
     match classify::classify(&statement, &label, session)? {
         Verdict::LocalOk(kind) => Ok(Decision::LocalOk { kind }),
         Verdict::Forward(kind) => {
-            rules::check(&statement, kind, session).map_err(|mut denial| {
-                denial.kind = kind;
-                denial
-            })?;
-            let sql = serialize(&statement).map_err(|mut denial| {
-                denial.kind = kind;
-                denial
-            })?;
-            Ok(Decision::Allow { kind, sql })
+            rules::check(&statement, kind, session).map_err(|d| d.with_kind(kind))?;
+            let rewrites =
+                apply_policy(&mut statement, kind, session).map_err(|d| d.with_kind(kind))?;
+            let sql = serialize(&statement).map_err(|d| d.with_kind(kind))?;
+            Ok(Decision::Allow {
+                kind,
+                sql,
+                rewrites,
+            })
         }
     }
 }
 
-fn parser_options() -> ParserOptions {
+/// The policy's table, column, tenant and LIMIT rules, for the statements
+/// that touch tables; the rewrite happens here, on the checked AST.
+fn apply_policy(
+    statement: &mut Statement,
+    kind: StatementKind,
+    session: &SessionContext<'_>,
+) -> Result<Rewrites, Denial> {
+    if !matches!(
+        statement,
+        Statement::Query(_) | Statement::Insert(_) | Statement::Update(_)
+    ) {
+        return Ok(Rewrites::default());
+    }
+    let tables = tables::collect(statement, kind, session)?;
+    columns::check(statement, &tables, kind)?;
+    if let Statement::Update(update) = &*statement {
+        writes::update(update, &tables, session)?;
+    }
+    let scoped_tables = scope::apply(statement, &tables, kind, session)?;
+    let limit = match statement {
+        Statement::Insert(insert) => {
+            writes::insert(insert, session)?;
+            None
+        }
+        Statement::Query(query) => limit::apply(query, session.policy.limit)?,
+        _ => None,
+    };
+    Ok(Rewrites {
+        limit,
+        scoped_tables,
+    })
+}
+
+pub(crate) fn parser_options() -> ParserOptions {
     // unescape = false: literals keep their raw escaped text, so Display
     // writes back exactly what MariaDB will unescape (PARSER-DIFFERENTIALS §2).
     ParserOptions::new().with_unescape(false)

@@ -384,9 +384,7 @@ fn compile_table(
     if !matches!(scope, Scope::Parent { .. })
         && (raw.parent.is_some() || raw.parent_column.is_some() || raw.parent_key.is_some())
     {
-        problems.push(format!(
-            "{key}.parent: only for scope = \"parent\""
-        ));
+        problems.push(format!("{key}.parent: only for scope = \"parent\""));
     }
     let table = TablePolicy {
         name: name.to_ascii_lowercase(),
@@ -419,9 +417,7 @@ fn compile_table(
         ] {
             for column in list {
                 if !table.columns.contains(column) {
-                    problems.push(format!(
-                        "{key}.{what}: {column:?} is not in {key}.columns"
-                    ));
+                    problems.push(format!("{key}.{what}: {column:?} is not in {key}.columns"));
                 }
             }
         }
@@ -432,7 +428,10 @@ fn compile_table(
         }
     }
     let scope_columns = table.scope_columns(tenant_column);
-    for (list, what) in [(&table.insert_columns, "insert"), (&table.update_columns, "update")] {
+    for (list, what) in [
+        (&table.insert_columns, "insert"),
+        (&table.update_columns, "update"),
+    ] {
         for column in list.iter().flatten() {
             if table.is_denied(column) {
                 problems.push(format!("{key}.{what}: {column:?} is also denied"));
@@ -486,7 +485,9 @@ fn check_parents(policy: &Policy, problems: &mut Vec<String>) {
         while let Scope::Parent { parent, .. } = &current.scope {
             let key = format!("tables.{}.parent", current.name);
             let Some(next) = policy.tables.get(parent) else {
-                problems.push(format!("{key}: table {parent:?} is not declared in this policy"));
+                problems.push(format!(
+                    "{key}: table {parent:?} is not declared in this policy"
+                ));
                 break;
             };
             if matches!(next.scope, Scope::Shared) {
@@ -544,10 +545,19 @@ mod tests {
             update = ["tenant_id"]
             "#,
         );
-        assert!(p.contains("capabilities: unknown capability \"sql_delete\""), "{p}");
+        assert!(
+            p.contains("capabilities: unknown capability \"sql_delete\""),
+            "{p}"
+        );
         assert!(p.contains("limit.default"), "{p}");
-        assert!(p.contains("tables.messages.parent: table \"conversations\" is not declared"), "{p}");
-        assert!(p.contains("tables.orders.scope: unknown scope \"tenantt\""), "{p}");
+        assert!(
+            p.contains("tables.messages.parent: table \"conversations\" is not declared"),
+            "{p}"
+        );
+        assert!(
+            p.contains("tables.orders.scope: unknown scope \"tenantt\""),
+            "{p}"
+        );
         assert!(p.contains("tables.products.update: \"tenant_id\""), "{p}");
     }
 

@@ -25,19 +25,27 @@ fn json_of(output: Output, what: &str) -> Value {
     );
     match serde_json::from_slice(&output.stdout) {
         Ok(v) => v,
-        Err(e) => panic!("{what} printed no JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)),
+        Err(e) => panic!(
+            "{what} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        ),
     }
 }
 
 /// What every driver must have seen: the same checks, whatever the driver.
 fn assert_common_observations(v: &Value, driver: &str) {
     assert_eq!(v["badLogin"]["code"], 1045, "{driver}: {v}");
-    let products = v["products"].as_array().unwrap_or_else(|| panic!("{driver}: {v}"));
+    let products = v["products"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{driver}: {v}"));
     assert!(!products.is_empty() && products.len() <= 5, "{driver}: {v}");
     for key in ["deleteError", "dropError"] {
         assert_eq!(v[key]["code"], 1227, "{driver} {key}: {v}");
         let message = v[key]["message"].as_str().unwrap_or_default();
-        assert!(message.starts_with("sqlguard: "), "{driver} {key}: {message}");
+        assert!(
+            message.starts_with("sqlguard: "),
+            "{driver} {key}: {message}"
+        );
     }
     assert_eq!(v["afterRollback"], 0, "{driver}: {v}");
     assert_eq!(v["affectedRows"], 1, "{driver}: {v}");
@@ -57,8 +65,11 @@ async fn node_mysql2_query() {
         "mysql2 is not installed: run `npm ci --prefix tests/clients` (done by .ci/run)"
     );
     let mut cmd = Command::new("node");
-    cmd.arg(dir.join("mysql2_client.js")).arg(proxy.addr.port().to_string());
-    let output = tokio::task::spawn_blocking(move || run(cmd, "node")).await.unwrap();
+    cmd.arg(dir.join("mysql2_client.js"))
+        .arg(proxy.addr.port().to_string());
+    let output = tokio::task::spawn_blocking(move || run(cmd, "node"))
+        .await
+        .unwrap();
     let v = json_of(output, "mysql2_client.js");
     assert_common_observations(&v, "mysql2");
     assert_eq!(v["stackedError"]["code"], 1227, "{v}");
@@ -71,7 +82,9 @@ async fn python_pymysql() {
     let mut cmd = Command::new("python3");
     cmd.arg(repo_path("tests/clients/pymysql_client.py"))
         .arg(proxy.addr.port().to_string());
-    let output = tokio::task::spawn_blocking(move || run(cmd, "python3")).await.unwrap();
+    let output = tokio::task::spawn_blocking(move || run(cmd, "python3"))
+        .await
+        .unwrap();
     let v = json_of(output, "pymysql_client.py");
     assert_common_observations(&v, "PyMySQL");
 }
@@ -95,7 +108,9 @@ fn mariadb_cli(port: u16, user: (&str, &str), args: &[&str]) -> Command {
 
 async fn cli(port: u16, user: (&str, &str), args: &[&str]) -> Output {
     let cmd = mariadb_cli(port, user, args);
-    tokio::task::spawn_blocking(move || run(cmd, "mariadb")).await.unwrap()
+    tokio::task::spawn_blocking(move || run(cmd, "mariadb"))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -103,8 +118,21 @@ async fn mariadb_cli_batch_mode() {
     let proxy = shared_proxy().await;
     let port = proxy.addr.port();
 
-    let out = cli(port, CLAWDBOT, &["shop", "-e", "SELECT name, price FROM products WHERE status = 'active' LIMIT 5"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(
+        port,
+        CLAWDBOT,
+        &[
+            "shop",
+            "-e",
+            "SELECT name, price FROM products WHERE status = 'active' LIMIT 5",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut lines = stdout.lines();
     assert_eq!(lines.next(), Some("name\tprice"));
@@ -113,7 +141,10 @@ async fn mariadb_cli_batch_mode() {
     let out = cli(port, CLAWDBOT, &["shop", "-e", "DELETE FROM orders"]).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ERROR 1227 (42000)") && stderr.contains("sqlguard: "), "{stderr}");
+    assert!(
+        stderr.contains("ERROR 1227 (42000)") && stderr.contains("sqlguard: "),
+        "{stderr}"
+    );
 
     let out = cli(port, ("clawdbot", "nope"), &["shop", "-e", "SELECT 1"]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -128,13 +159,27 @@ async fn mariadb_cli_batch_mode() {
     let out = cli(port, CLAWDBOT, &["shop", "-e", "use mysql"]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("ERROR 1044"), "{stderr}");
-    let out = cli(port, CLAWDBOT, &["shop", "-e", "use shop; SELECT DATABASE()"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(
+        port,
+        CLAWDBOT,
+        &["shop", "-e", "use shop; SELECT DATABASE()"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("shop"));
 
     // Statements separated by ';' are sent one at a time by the CLI: the
     // first runs, the DROP is refused.
-    let out = cli(port, CLAWDBOT, &["shop", "-e", "SELECT 1; DROP TABLE products"]).await;
+    let out = cli(
+        port,
+        CLAWDBOT,
+        &["shop", "-e", "SELECT 1; DROP TABLE products"],
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("ERROR 1227"), "{stderr}");
 }

@@ -137,7 +137,10 @@ async fn direct_and_proxied_results_are_identical() {
     let mut proxied = Conn::new(proxy_opts(&proxy, CLAWDBOT)).await.unwrap();
 
     let statements = statements();
-    assert!(statements.len() >= 20, "the corpus should cover every column type");
+    assert!(
+        statements.len() >= 20,
+        "the corpus should cover every column type"
+    );
     let mut row_results = 0;
     for sql in &statements {
         let expected = observe(&mut direct, sql).await;

@@ -27,10 +27,17 @@ async fn login_with_right_password_works_and_wrong_one_gets_1045() {
     let one: Option<i64> = conn.query_first("SELECT 1").await.unwrap();
     assert_eq!(one, Some(1));
 
-    for user in [("clawdbot", "wrong"), ("nobody", "meyram-demo"), ("clawdbot", "")] {
+    for user in [
+        ("clawdbot", "wrong"),
+        ("nobody", "meyram-demo"),
+        ("clawdbot", ""),
+    ] {
         let (code, message) = server_error(Conn::new(proxy_opts(&proxy, user)).await);
         assert_eq!(code, 1045, "{user:?}: {message}");
-        assert!(message.starts_with("sqlguard: Access denied for user"), "{message}");
+        assert!(
+            message.starts_with("sqlguard: Access denied for user"),
+            "{message}"
+        );
     }
 }
 
@@ -57,7 +64,11 @@ async fn handshake_advertises_the_backend_version() {
     }
     assert!(version.ends_with("-MariaDB-sqlguard"), "{version}");
     let mut direct = Conn::new(backend_opts_at(shared_db_port())).await.unwrap();
-    let backend: String = direct.query_first("SELECT VERSION()").await.unwrap().unwrap();
+    let backend: String = direct
+        .query_first("SELECT VERSION()")
+        .await
+        .unwrap()
+        .unwrap();
     let core = backend.split('-').next().unwrap();
     assert!(version.contains(core), "{version} vs {backend}");
 }
@@ -100,7 +111,10 @@ async fn denied_statements_get_their_codes_and_reach_nothing() {
     }
     // The table is still there.
     let mut direct = Conn::new(backend_opts_at(shared_db_port())).await.unwrap();
-    let n: Option<i64> = direct.query_first("SELECT COUNT(*) FROM customers").await.unwrap();
+    let n: Option<i64> = direct
+        .query_first("SELECT COUNT(*) FROM customers")
+        .await
+        .unwrap();
     assert!(n.unwrap_or(0) > 0);
 }
 
@@ -127,14 +141,18 @@ async fn rolled_back_transaction_leaves_nothing() {
     .await
     .unwrap();
     let inside: Option<i64> = conn
-        .query_first(format!("SELECT COUNT(*) FROM customers WHERE phone = '{phone}'"))
+        .query_first(format!(
+            "SELECT COUNT(*) FROM customers WHERE phone = '{phone}'"
+        ))
         .await
         .unwrap();
     assert_eq!(inside, Some(1), "the pinned connection sees its own insert");
     conn.query_drop("ROLLBACK").await.unwrap();
     let mut direct = Conn::new(backend_opts_at(shared_db_port())).await.unwrap();
     let after: Option<i64> = direct
-        .query_first(format!("SELECT COUNT(*) FROM customers WHERE phone = '{phone}'"))
+        .query_first(format!(
+            "SELECT COUNT(*) FROM customers WHERE phone = '{phone}'"
+        ))
         .await
         .unwrap();
     assert_eq!(after, Some(0));
@@ -165,7 +183,10 @@ async fn select_at_at_and_use_paths() {
     let proxy = shared_proxy().await;
     let mut conn = connect(&proxy, CLAWDBOT).await;
     // Answered by opensrv itself (quirk 2).
-    let packet: Option<u64> = conn.query_first("SELECT @@max_allowed_packet").await.unwrap();
+    let packet: Option<u64> = conn
+        .query_first("SELECT @@max_allowed_packet")
+        .await
+        .unwrap();
     assert!(packet.is_some());
     // Reaches the guard and the backend.
     let comment: Option<String> = conn
@@ -174,10 +195,23 @@ async fn select_at_at_and_use_paths() {
         .unwrap();
     assert!(comment.is_some());
     // All spellings of USE reach the guard (quirk 3).
-    for ok in ["USE shop", "use shop", "USE `shop`", "Use shop", "/* c */ USE shop"] {
-        conn.query_drop(ok).await.unwrap_or_else(|e| panic!("{ok}: {e}"));
+    for ok in [
+        "USE shop",
+        "use shop",
+        "USE `shop`",
+        "Use shop",
+        "/* c */ USE shop",
+    ] {
+        conn.query_drop(ok)
+            .await
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
     }
-    for denied in ["USE mysql", "use information_schema", "USE `mysql`", "Use\tmysql"] {
+    for denied in [
+        "USE mysql",
+        "use information_schema",
+        "USE `mysql`",
+        "Use\tmysql",
+    ] {
         let (code, message) = server_error(conn.query_drop(denied).await);
         assert_eq!(code, 1044, "{denied}: {message}");
     }
@@ -188,7 +222,8 @@ async fn select_at_at_and_use_paths() {
 #[tokio::test]
 async fn handshake_database_must_be_the_configured_one() {
     let proxy = shared_proxy().await;
-    let opts = mysql_async::OptsBuilder::from_opts(proxy_opts(&proxy, CLAWDBOT)).db_name(Some("mysql"));
+    let opts =
+        mysql_async::OptsBuilder::from_opts(proxy_opts(&proxy, CLAWDBOT)).db_name(Some("mysql"));
     let (code, message) = server_error(Conn::new(opts).await);
     assert_eq!(code, 1044, "{message}");
 }
@@ -272,7 +307,10 @@ async fn a_handshake_without_user_name_cannot_run_commands() {
     // No row data may come back: at most an error packet, then the close.
     let text = String::from_utf8_lossy(&reply);
     assert!(!text.contains("+212"), "customer data leaked: {text}");
-    assert!(reply.iter().all(|&b| b != 0xfe) || text.contains("not logged in"), "{text}");
+    assert!(
+        reply.iter().all(|&b| b != 0xfe) || text.contains("not logged in"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -292,7 +330,9 @@ async fn backend_killed_and_restarted_while_the_proxy_runs() {
     let late_opts = mysql_async::OptsBuilder::from_opts(proxy_opts(&proxy, CLAWDBOT))
         .max_allowed_packet(Some(16 << 20))
         .wait_timeout(Some(28800));
-    let mut late = Conn::new(late_opts).await.expect("login while the database is down");
+    let mut late = Conn::new(late_opts)
+        .await
+        .expect("login while the database is down");
     let (_, message) = server_error(late.query_drop("SELECT 1").await);
     assert!(message.contains("unavailable"), "{message}");
 
@@ -317,8 +357,8 @@ async fn shutdown_lets_the_running_statement_finish() {
     let slow = tokio::spawn(async move {
         let n: Option<i64> = conn
             .query_first(
-                // About two seconds of work on the database.
-                "SELECT COUNT(*) FROM bench_points a JOIN bench_points b JOIN bench_points c WHERE c.id <= 20",
+                // About two seconds of work on the database (tenant 1's rows only).
+                "SELECT COUNT(*) FROM bench_points a JOIN bench_points b JOIN bench_points c WHERE c.id <= 160",
             )
             .await
             .unwrap();
@@ -328,8 +368,12 @@ async fn shutdown_lets_the_running_statement_finish() {
     assert!(!slow.is_finished(), "the statement should still be running");
     proxy.shutdown().await;
     let n = slow.await.unwrap();
+    // Tenant 1 owns the 500 odd ids, 80 of them up to 160: 500 * 500 * 80.
     assert_eq!(n, Some(20_000_000), "the running statement completed");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }
 
 #[tokio::test]
@@ -352,6 +396,9 @@ async fn backend_session_keeps_the_pinned_sql_mode() {
     let mut conn = connect(&proxy, CLAWDBOT).await;
     let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").await.unwrap();
     let mode = mode.unwrap();
-    assert!(!mode.contains("ANSI_QUOTES") && !mode.contains("NO_BACKSLASH_ESCAPES"), "{mode}");
+    assert!(
+        !mode.contains("ANSI_QUOTES") && !mode.contains("NO_BACKSLASH_ESCAPES"),
+        "{mode}"
+    );
     assert_eq!(mode, sqlguard::backend::PINNED_SQL_MODE);
 }

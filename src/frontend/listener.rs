@@ -153,10 +153,19 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
         };
         match limit.clone().try_acquire_owned() {
             Ok(permit) => {
-                tracker.spawn(serve_connection(stream, peer, permit, shared.clone(), shutdown.clone()));
+                tracker.spawn(serve_connection(
+                    stream,
+                    peer,
+                    permit,
+                    shared.clone(),
+                    shutdown.clone(),
+                ));
             }
             Err(_) => {
-                tracker.spawn(refuse_connection(stream, shared.config.listen.max_connections));
+                tracker.spawn(refuse_connection(
+                    stream,
+                    shared.config.listen.max_connections,
+                ));
             }
         }
     }
@@ -164,7 +173,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
     tracker.close();
     let grace = shared.config.listen.shutdown_grace;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!(?grace, "connections still busy after the shutdown grace period");
+        tracing::warn!(
+            ?grace,
+            "connections still busy after the shutdown grace period"
+        );
     }
     shared.backend.clone().close().await;
 }

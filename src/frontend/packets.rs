@@ -53,7 +53,11 @@ impl SharedSocket {
 /// opensrv writes through this; `&TcpStream` can write, so both writers can
 /// share one socket without a lock (only one of them writes at a time).
 impl AsyncWrite for SharedSocket {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let stream = self.0.as_ref().as_ref();
         loop {
             ready!(stream.poll_write_ready(cx))?;
@@ -113,7 +117,8 @@ impl ResponseWriter {
             let payload = self.buf.split_off(start + 4);
             self.buf.truncate(start);
             for chunk in payload.chunks(MAX_PAYLOAD) {
-                self.buf.extend_from_slice(&(chunk.len() as u32).to_le_bytes()[..3]);
+                self.buf
+                    .extend_from_slice(&(chunk.len() as u32).to_le_bytes()[..3]);
                 self.buf.push(self.seq);
                 self.seq = self.seq.wrapping_add(1);
                 self.buf.extend_from_slice(chunk);
@@ -180,7 +185,8 @@ impl ResponseWriter {
             self.buf.push(0xFE);
             put_lenenc_int(&mut self.buf, 0);
             put_lenenc_int(&mut self.buf, 0);
-            self.buf.extend_from_slice(&forwarded_status(status).to_le_bytes());
+            self.buf
+                .extend_from_slice(&forwarded_status(status).to_le_bytes());
             self.buf.extend_from_slice(&warnings.to_le_bytes());
             self.end_packet(p).await
         } else {
@@ -192,7 +198,8 @@ impl ResponseWriter {
         let p = self.begin_packet();
         self.buf.push(0xFE);
         self.buf.extend_from_slice(&warnings.to_le_bytes());
-        self.buf.extend_from_slice(&forwarded_status(status).to_le_bytes());
+        self.buf
+            .extend_from_slice(&forwarded_status(status).to_le_bytes());
         self.end_packet(p).await
     }
 
@@ -210,7 +217,8 @@ impl ResponseWriter {
         self.buf.push(0x00);
         put_lenenc_int(&mut self.buf, affected_rows);
         put_lenenc_int(&mut self.buf, last_insert_id);
-        self.buf.extend_from_slice(&forwarded_status(status).to_le_bytes());
+        self.buf
+            .extend_from_slice(&forwarded_status(status).to_le_bytes());
         self.buf.extend_from_slice(&warnings.to_le_bytes());
         if !info.is_empty() {
             put_lenenc_bytes(&mut self.buf, info);

@@ -146,7 +146,11 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
             None => {
                 let name = String::from_utf8_lossy(username);
                 tracing::warn!(conn_id = self.conn_id, user = %name, client = %self.client_addr, "login failed");
-                let e = error::access_denied(&name, &self.client_addr.ip().to_string(), !auth_data.is_empty());
+                let e = error::access_denied(
+                    &name,
+                    &self.client_addr.ip().to_string(),
+                    !auth_data.is_empty(),
+                );
                 self.signals
                     .replace_auth_failure(error::err_packet_payload(&e, true));
                 false
@@ -221,7 +225,8 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
         writer
             .error(
                 ErrorKind::ER_UNKNOWN_STMT_HANDLER,
-                format!("sqlguard: unknown prepared statement handler ({id}) given to EXECUTE").as_bytes(),
+                format!("sqlguard: unknown prepared statement handler ({id}) given to EXECUTE")
+                    .as_bytes(),
             )
             .await
     }

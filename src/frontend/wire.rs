@@ -78,7 +78,10 @@ impl ConnSignals {
         if !self.auth_failed.load(Ordering::Acquire) {
             return None;
         }
-        self.auth_failure.lock().ok().and_then(|mut slot| slot.take())
+        self.auth_failure
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
     }
 
     /// The client's capability flags, as it sent them in the handshake.
@@ -152,10 +155,13 @@ impl Framing {
                 self.header_len += take;
                 bytes = &bytes[take..];
                 if self.header_len == 4 {
-                    let len = u32::from_le_bytes([self.header[0], self.header[1], self.header[2], 0])
-                        as usize;
+                    let len =
+                        u32::from_le_bytes([self.header[0], self.header[1], self.header[2], 0])
+                            as usize;
                     self.seq = self.header[3];
-                    signals.command_seq.store(u32::from(self.seq), Ordering::Relaxed);
+                    signals
+                        .command_seq
+                        .store(u32::from(self.seq), Ordering::Relaxed);
                     self.header_len = 0;
                     if self.seq == 0 {
                         self.command_bytes = 0;
@@ -183,7 +189,8 @@ impl Framing {
             // Sequence 1 before login is the handshake response; it starts
             // with the client's capability flags.
             let pos = self.packet_len - self.payload_left;
-            if self.seq == 1 && self.client_flags_len < 4 && pos < 4 && !signals.is_authenticated() {
+            if self.seq == 1 && self.client_flags_len < 4 && pos < 4 && !signals.is_authenticated()
+            {
                 let n = (4 - pos).min(take);
                 self.client_flags[pos..pos + n].copy_from_slice(&bytes[..n]);
                 self.client_flags_len = pos + n;
@@ -314,7 +321,10 @@ enum Rewrite {
     /// Watching for a login failure.
     Armed,
     /// Swallowing opensrv's ERR packet until it is complete.
-    Capturing { replacement: Vec<u8>, captured: Vec<u8> },
+    Capturing {
+        replacement: Vec<u8>,
+        captured: Vec<u8>,
+    },
     /// Login is settled; bytes pass straight through.
     Done,
 }
@@ -336,7 +346,9 @@ impl<W> GuardedWriter<W> {
 impl<W: AsyncWrite + Unpin> GuardedWriter<W> {
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.pending_pos < self.pending.len() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.pending_pos..]))?;
+            let n = ready!(
+                Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.pending_pos..])
+            )?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -494,7 +506,9 @@ mod tests {
     fn framing_ignores_command_bytes_before_login() {
         let signals = ConnSignals::default();
         let mut framing = Framing::default();
-        framing.observe(&packet(0, &[COM_CHANGE_USER]), &signals).unwrap();
+        framing
+            .observe(&packet(0, &[COM_CHANGE_USER]), &signals)
+            .unwrap();
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub enum Decision {
     Allow {
         kind: StatementKind,
         sql: CheckedSql,
+        /// What the guard changed, for the audit log and `sqlguard check`.
+        rewrites: Rewrites,
     },
     /// Answer OK without touching the backend (e.g. `USE <the configured db>`,
     /// which the pinned backend connection already uses).
@@ -23,6 +25,42 @@ impl Decision {
         match self {
             Decision::Allow { kind, .. } | Decision::LocalOk { kind } => *kind,
             Decision::Deny(d) => d.kind,
+        }
+    }
+}
+
+/// What the guard changed in an allowed statement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rewrites {
+    /// LIMIT injected or clamped on the top-level SELECT.
+    pub limit: Option<crate::guard::LimitChange>,
+    /// Table references that received a tenant predicate.
+    pub scoped_tables: usize,
+}
+
+impl Rewrites {
+    /// A one-line summary, e.g. `tenant scope on 2 table(s); LIMIT 20 injected`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.scoped_tables > 0 {
+            parts.push(format!(
+                "tenant scope on {} table reference(s)",
+                self.scoped_tables
+            ));
+        }
+        match self.limit {
+            Some(crate::guard::LimitChange::Injected(n)) => {
+                parts.push(format!("LIMIT {n} injected"))
+            }
+            Some(crate::guard::LimitChange::Clamped { from, to }) => {
+                parts.push(format!("LIMIT {from} clamped to {to}"))
+            }
+            None => {}
+        }
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join("; ")
         }
     }
 }
@@ -149,6 +187,17 @@ rules! {
     OtherDatabase => "other_database", TableAccess;
     UpdateWithoutWhere => "update_without_where", Statement;
     RoundTrip => "round_trip", Statement;
+    TableNotAllowed => "table_not_allowed", TableAccess;
+    ColumnDenied => "column_denied", TableAccess;
+    WriteNotAllowed => "write_not_allowed", TableAccess;
+    TenantScope => "tenant_scope", TableAccess;
+    UpsertNotAllowed => "upsert_not_allowed", Statement;
+    JoinNotAllowed => "join_not_allowed", Statement;
+    RecursiveCte => "recursive_cte", Statement;
+    CteShadowsTable => "cte_shadows_table", Statement;
+    LimitNotLiteral => "limit_not_literal", Statement;
+    InsertShape => "insert_shape", Statement;
+    TypedLiteral => "typed_literal", Value;
 }
 
 impl fmt::Display for Rule {

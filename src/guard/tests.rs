@@ -5,15 +5,42 @@ use super::*;
 
 const DB: &str = "shop";
 
+/// The shipped policy of the bot (policies/clawdbot.toml).
 fn read_write() -> Policy {
-    Policy::read_write("clawdbot")
+    shipped("clawdbot")
 }
 
+/// The shipped read-only policy (policies/readonly.toml).
 fn read_only() -> Policy {
-    Policy {
-        sql_write: false,
-        ..Policy::read_write("readonly")
-    }
+    shipped("readonly")
+}
+
+/// Structural tests use a table `t`, shared (no tenant predicate), so their
+/// expected text shows only what the layer under test does.
+fn shipped(stem: &str) -> Policy {
+    let mut policy = shipped_as_is(stem);
+    let t = crate::policy::TablePolicy {
+        name: "t".into(),
+        scope: crate::policy::Scope::Shared,
+        uuid_columns: vec!["uid".into()],
+        integer_columns: Vec::new(),
+        denied_columns: Vec::new(),
+        columns: Vec::new(),
+        insert_columns: Some(vec!["a".into(), "b".into()]),
+        update_columns: Some(vec!["a".into(), "b".into()]),
+        guards: Vec::new(),
+    };
+    policy.tables.insert("t".into(), t);
+    policy
+}
+
+fn shipped_as_is(stem: &str) -> Policy {
+    let text = crate::DEMO_POLICIES
+        .iter()
+        .find(|(s, _)| *s == stem)
+        .map(|(_, t)| *t)
+        .unwrap_or_default();
+    Policy::from_toml(stem, text).unwrap_or_else(|p| panic!("{stem}: {}", p.join("; ")))
 }
 
 fn session(policy: &Policy) -> SessionContext<'_> {
@@ -58,31 +85,31 @@ fn check_deny(sql: &str, rule: Rule) -> Denial {
 fn seed_bot_queries() {
     check_allow(
         "SELECT name, price FROM products WHERE status = 'active' LIMIT 5;",
-        "SELECT name, price FROM products WHERE status = 'active' LIMIT 5",
+        "SELECT name, price FROM products WHERE (status = 'active') AND products.tenant_id = 1 LIMIT 5",
     );
     check_allow(
         "SELECT price FROM products WHERE name LIKE '%X%'",
-        "SELECT price FROM products WHERE name LIKE '%X%'",
+        "SELECT price FROM products WHERE (name LIKE '%X%') AND products.tenant_id = 1 LIMIT 20",
     );
     check_allow(
         "SELECT stock FROM products WHERE id = '7b1c2f5e-1d2a-4c3b-9e8f-0a1b2c3d4e5f'",
-        "SELECT stock FROM products WHERE id = '7b1c2f5e-1d2a-4c3b-9e8f-0a1b2c3d4e5f'",
+        "SELECT stock FROM products WHERE (id = '7b1c2f5e-1d2a-4c3b-9e8f-0a1b2c3d4e5f') AND products.tenant_id = 1 LIMIT 20",
     );
     check_allow(
         "SELECT * FROM customers WHERE phone = '+212600000000'",
-        "SELECT * FROM customers WHERE phone = '+212600000000'",
+        "SELECT * FROM customers WHERE (phone = '+212600000000') AND customers.tenant_id = 1 LIMIT 20",
     );
     check_allow(
         "INSERT INTO customers (phone, created_at) VALUES ('+212600000000', NOW())",
-        "INSERT INTO customers (phone, created_at) VALUES ('+212600000000', NOW())",
+        "INSERT INTO customers (phone, created_at, tenant_id) VALUES ('+212600000000', NOW(), 1)",
     );
     check_allow(
         "INSERT INTO orders (id, customer_id, total_price, status) VALUES (UUID(), 1, 199.00, 'En attente')",
-        "INSERT INTO orders (id, customer_id, total_price, status) VALUES (UUID(), 1, 199.00, 'En attente')",
+        "INSERT INTO orders (id, customer_id, total_price, status, tenant_id) VALUES (UUID(), 1, 199.00, 'En attente', 1)",
     );
     check_allow(
         "UPDATE orders SET status = 'Confirmé', address = '12 rue Atlas', city = 'Fès' WHERE id = '7b1c2f5e-1d2a-4c3b-9e8f-0a1b2c3d4e5f'",
-        "UPDATE orders SET status = 'Confirmé', address = '12 rue Atlas', city = 'Fès' WHERE id = '7b1c2f5e-1d2a-4c3b-9e8f-0a1b2c3d4e5f'",
+        "UPDATE orders SET status = 'Confirmé', address = '12 rue Atlas', city = 'Fès' WHERE (id = '7b1c2f5e-1d2a-4c3b-9e8f-0a1b2c3d4e5f') AND orders.tenant_id = 1",
     );
 }
 
@@ -90,15 +117,15 @@ fn seed_bot_queries() {
 fn ordinary_selects_round_trip() {
     check_allow(
         "select o.id, c.phone from orders o join customers c on c.id = o.customer_id where o.status in ('A', 'B') order by o.id desc limit 10",
-        "SELECT o.id, c.phone FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.status IN ('A', 'B') ORDER BY o.id DESC LIMIT 10",
+        "SELECT o.id, c.phone FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (o.status IN ('A', 'B')) AND o.tenant_id = 1 AND c.tenant_id = 1 ORDER BY o.id DESC LIMIT 10",
     );
     check_allow(
         "SELECT * FROM shop.products WHERE price BETWEEN 1 AND 2",
-        "SELECT * FROM shop.products WHERE price BETWEEN 1 AND 2",
+        "SELECT * FROM shop.products WHERE (price BETWEEN 1 AND 2) AND products.tenant_id = 1 LIMIT 20",
     );
     check_allow(
         "SELECT COUNT(*) FROM (SELECT id FROM orders WHERE total_price > 10) AS t",
-        "SELECT COUNT(*) FROM (SELECT id FROM orders WHERE total_price > 10) AS t",
+        "SELECT COUNT(*) FROM (SELECT id FROM orders WHERE (total_price > 10) AND orders.tenant_id = 1) AS t LIMIT 20",
     );
     check_allow("SELECT 'a' \"b\"", "SELECT 'ab'");
     check_allow("SELECT 'café' AS `prénom`", "SELECT 'café' AS `prénom`");
@@ -106,8 +133,8 @@ fn ordinary_selects_round_trip() {
     check_allow("SELECT 1 -- comment\n", "SELECT 1");
     check_allow("/* leading */ SELECT 1 # trailing", "SELECT 1");
     check_allow(
-        "INSERT IGNORE INTO t (a) VALUES (1) ON DUPLICATE KEY UPDATE a = 2",
-        "INSERT IGNORE INTO t (a) VALUES (1) ON DUPLICATE KEY UPDATE a = 2",
+        "INSERT IGNORE INTO t (a) VALUES (1)",
+        "INSERT IGNORE INTO t (a) VALUES (1)",
     );
 }
 
@@ -395,7 +422,7 @@ fn denial_messages() {
         )
         .client_message(),
         "sqlguard: DELETE is not allowed for clawdbot (rule: statement_not_allowed). \
-         Hint: rows are never deleted; to cancel an order, \
+         Hint: rows are never deleted and the schema never changes; to cancel an order: \
          UPDATE orders SET status = 'Annulé' WHERE id = '<order uuid>'"
     );
     assert_eq!(
@@ -696,12 +723,14 @@ fn allowed_statements_round_trip() {
     ] {
         match check(sql, &session(&read_write())) {
             Decision::Allow { sql: forwarded, .. } => {
-                let again = check(forwarded.as_str(), &session(&read_write()));
-                assert_eq!(
-                    again,
-                    check(sql, &session(&read_write())),
-                    "forwarded text of {sql:?} is not stable"
-                );
+                // Checking the forwarded text again changes nothing more than
+                // predicates the guard adds each time (none for table `t`).
+                match check(forwarded.as_str(), &session(&read_write())) {
+                    Decision::Allow { sql: again, .. } => {
+                        assert_eq!(again, forwarded, "forwarded text of {sql:?} is not stable")
+                    }
+                    other => panic!("forwarded text of {sql:?} is refused: {other:?}"),
+                }
             }
             other => panic!("expected Allow for {sql:?}, got {other:?}"),
         }
@@ -871,4 +900,201 @@ fn more_session_forms() {
         Rule::SystemSchema,
     );
     check_deny("SELECT 1 UNION SELECT 2 INTO @x", Rule::SelectInto);
+}
+
+// ------------------------------------------------------------ policy engine
+
+#[test]
+fn every_table_reference_is_scoped() {
+    // FROM, JOIN, LEFT JOIN (in ON), subqueries in SELECT/WHERE/HAVING,
+    // derived tables, CTEs, UNION branches.
+    check_allow(
+        "SELECT p.name FROM products p JOIN orders o ON o.id = p.id LEFT JOIN customers c ON c.id = o.customer_id WHERE p.status = 'active' OR 1 = 1",
+        "SELECT p.name FROM products p JOIN orders o ON o.id = p.id LEFT JOIN customers c ON (c.id = o.customer_id) AND c.tenant_id = 1 WHERE (p.status = 'active' OR 1 = 1) AND p.tenant_id = 1 AND o.tenant_id = 1 LIMIT 20",
+    );
+    check_allow(
+        "SELECT (SELECT COUNT(*) FROM orders) AS n FROM customers WHERE id IN (SELECT customer_id FROM orders) GROUP BY id HAVING COUNT(*) > (SELECT 0 FROM packs LIMIT 1)",
+        "SELECT (SELECT COUNT(*) FROM orders WHERE orders.tenant_id = 1) AS n FROM customers WHERE (id IN (SELECT customer_id FROM orders WHERE orders.tenant_id = 1)) AND customers.tenant_id = 1 GROUP BY id HAVING COUNT(*) > (SELECT 0 FROM packs WHERE packs.tenant_id = 1 LIMIT 1) LIMIT 20",
+    );
+    check_allow(
+        "WITH c AS (SELECT id FROM customers) SELECT * FROM c, (SELECT id FROM orders) AS o UNION ALL SELECT id, id FROM shop.`products`",
+        "WITH c AS (SELECT id FROM customers WHERE customers.tenant_id = 1) SELECT * FROM c, (SELECT id FROM orders WHERE orders.tenant_id = 1) AS o UNION ALL SELECT id, id FROM shop.`products` WHERE `products`.tenant_id = 1 LIMIT 20",
+    );
+}
+
+#[test]
+fn parent_scoped_and_key_scoped_tables() {
+    check_allow(
+        "SELECT content FROM messages WHERE conversation_id = 5",
+        "SELECT content FROM messages WHERE (conversation_id = 5) AND messages.conversation_id IN (SELECT conversations.id FROM conversations WHERE conversations.tenant_id = 1) LIMIT 20",
+    );
+    check_allow(
+        "SELECT name, slug FROM tenants",
+        "SELECT name, slug FROM tenants WHERE tenants.id = 1 LIMIT 20",
+    );
+}
+
+#[test]
+fn limits_are_injected_and_clamped_at_the_top_only() {
+    check_allow(
+        "SELECT id FROM orders LIMIT 5, 1000",
+        "SELECT id FROM orders WHERE orders.tenant_id = 1 LIMIT 5, 100",
+    );
+    check_allow(
+        "SELECT id FROM orders LIMIT 1000 OFFSET 5",
+        "SELECT id FROM orders WHERE orders.tenant_id = 1 LIMIT 100 OFFSET 5",
+    );
+    check_allow(
+        "SELECT id FROM (SELECT id FROM orders LIMIT 500) AS x",
+        "SELECT id FROM (SELECT id FROM orders WHERE orders.tenant_id = 1 LIMIT 500) AS x LIMIT 20",
+    );
+    check_deny("SELECT id FROM orders LIMIT 1 + 1", Rule::LimitNotLiteral);
+}
+
+#[test]
+fn writes_get_the_tenant_and_respect_allowlists() {
+    check_allow(
+        "INSERT INTO orders (id, customer_id, total_price) VALUES (UUID(), 3, 10), (UUID(), '4', 20)",
+        "INSERT INTO orders (id, customer_id, total_price, tenant_id) VALUES (UUID(), 3, 10, 1), (UUID(), '4', 20, 1)",
+    );
+    check_allow(
+        "INSERT INTO orders (tenant_id, id, customer_id, total_price) VALUES (1, UUID(), 3, 10)",
+        "INSERT INTO orders (tenant_id, id, customer_id, total_price) VALUES (1, UUID(), 3, 10)",
+    );
+    check_deny(
+        "INSERT INTO orders (tenant_id, id, customer_id, total_price) VALUES (2, UUID(), 3, 10)",
+        Rule::TenantScope,
+    );
+    check_deny(
+        "UPDATE orders SET tenant_id = 2 WHERE id = '6ec0bd7f-11c0-43da-975e-2a8ad9eb1001'",
+        Rule::TenantScope,
+    );
+    check_deny(
+        "UPDATE products SET price = 1 WHERE name = 'x'",
+        Rule::WriteNotAllowed,
+    );
+    check_deny(
+        "UPDATE orders SET total_price = 1, id = UUID() WHERE city = 'x'",
+        Rule::WriteNotAllowed,
+    );
+    check_deny(
+        "INSERT INTO products (name) VALUES ('x')",
+        Rule::WriteNotAllowed,
+    );
+    check_deny(
+        "INSERT INTO customers (phone) VALUES ('1') ON DUPLICATE KEY UPDATE phone = '2'",
+        Rule::UpsertNotAllowed,
+    );
+    check_deny(
+        "INSERT INTO customers VALUES (1, 1, '1')",
+        Rule::InsertShape,
+    );
+    check_allow(
+        "UPDATE orders o JOIN customers c ON c.id = o.customer_id SET o.status = 'Annulé' WHERE c.phone = '+212600000000'",
+        "UPDATE orders o JOIN customers c ON c.id = o.customer_id SET o.status = 'Annulé' WHERE (c.phone = '+212600000000') AND o.tenant_id = 1 AND c.tenant_id = 1",
+    );
+}
+
+#[test]
+fn messages_insert_checks_the_parent_and_the_domain_guard() {
+    check_allow(
+        "INSERT INTO messages (conversation_id, sender, content) VALUES (1, 'ai', 'Salam')",
+        "INSERT INTO messages (conversation_id, sender, content) VALUES ((SELECT conversations.id FROM conversations WHERE conversations.tenant_id = 1 AND (conversations.id = (1) AND conversations.status = 'active')), 'ai', 'Salam')",
+    );
+    check_allow(
+        "INSERT INTO messages (conversation_id, sender, content) VALUES (1, 'customer', 'Salam')",
+        "INSERT INTO messages (conversation_id, sender, content) VALUES ((SELECT conversations.id FROM conversations WHERE conversations.tenant_id = 1 AND (conversations.id = (1))), 'customer', 'Salam')",
+    );
+    // An expression as the parent id cannot break out of the lookup.
+    check_allow(
+        "INSERT INTO messages (conversation_id, sender, content) VALUES (1 OR 1 = 1, 'AI ', 'x')",
+        "INSERT INTO messages (conversation_id, sender, content) VALUES ((SELECT conversations.id FROM conversations WHERE conversations.tenant_id = 1 AND (conversations.id = (1 OR 1 = 1) AND conversations.status = 'active')), 'AI ', 'x')",
+    );
+    check_deny(
+        "INSERT INTO messages (sender, content) VALUES ('ai', 'x')",
+        Rule::TenantScope,
+    );
+    check_deny(
+        "UPDATE messages SET content = 'x' WHERE id = 1",
+        Rule::WriteNotAllowed,
+    );
+}
+
+#[test]
+fn column_rules() {
+    for sql in [
+        "SELECT api_keys FROM tenants",
+        "SELECT t.`API_KEYS` FROM tenants t",
+        "SELECT name FROM tenants ORDER BY api_keys",
+        "SELECT name FROM tenants WHERE JSON_EXTRACT(api_keys, '$.x') IS NOT NULL",
+        "SELECT x FROM (SELECT api_keys AS x FROM tenants) AS d",
+        "SELECT * FROM tenants",
+        "SELECT t.* FROM tenants t",
+        "SELECT * FROM (SELECT * FROM users) AS u",
+        "SELECT c.phone FROM customers c JOIN users u USING (email)",
+    ] {
+        check_deny(sql, Rule::ColumnDenied);
+    }
+    let denial = check_deny("SELECT * FROM tenants", Rule::ColumnDenied);
+    assert_eq!(
+        denial.hint.as_deref(),
+        Some(
+            "columns you may read from tenants: id, name, slug, domain, settings, status, created_at, updated_at"
+        )
+    );
+}
+
+#[test]
+fn typed_literals() {
+    for sql in [
+        "SELECT stock FROM products WHERE id = 'PRODUCT_UUID'",
+        "SELECT stock FROM products WHERE id IN ('3f2504e0-4f89-41d3-9a0c-0305e82c1001', '1')",
+        "SELECT stock FROM products p WHERE p.id = 42",
+        "SELECT stock FROM products WHERE 'x' = id",
+        "SELECT * FROM orders WHERE customer_id = 'CUST_ID'",
+        "SELECT * FROM orders WHERE customer_id = 1.5",
+        "INSERT INTO orders (id, customer_id, total_price) VALUES ('not-a-uuid', 1, 1)",
+        "UPDATE orders SET status = 'x' WHERE id = '3f2504e0-4f89-41d3-9a0c-0305e82c100\\\\'",
+    ] {
+        check_deny(sql, Rule::TypedLiteral);
+    }
+    let denial = check_deny(
+        "SELECT stock FROM products WHERE id = 'abc'",
+        Rule::TypedLiteral,
+    );
+    assert_eq!(denial.rule.class(), DenyClass::Value);
+    assert!(
+        denial.message.contains("products.id") && denial.message.contains("'abc'"),
+        "{}",
+        denial.message
+    );
+}
+
+#[test]
+fn tables_outside_the_policy_and_odd_table_expressions() {
+    check_deny("SELECT * FROM secrets", Rule::TableNotAllowed);
+    check_deny(
+        "SELECT * FROM products p RIGHT JOIN orders o ON o.id = p.id",
+        Rule::JoinNotAllowed,
+    );
+    check_deny(
+        "SELECT * FROM products NATURAL JOIN orders",
+        Rule::JoinNotAllowed,
+    );
+    check_deny(
+        "SELECT * FROM products p LEFT JOIN orders o USING (id)",
+        Rule::JoinNotAllowed,
+    );
+    check_deny(
+        "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r) SELECT n FROM r",
+        Rule::RecursiveCte,
+    );
+    check_deny(
+        "WITH products AS (SELECT * FROM products) SELECT * FROM products",
+        Rule::CteShadowsTable,
+    );
+    check_deny(
+        "SELECT * FROM JSON_TABLE('[1]', '$[*]' COLUMNS (a INT PATH '$')) AS j",
+        Rule::JoinNotAllowed,
+    );
 }
