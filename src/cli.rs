@@ -1,4 +1,5 @@
-//! The command line: `serve`, `demo`, `check`, `validate`, `hash-password`.
+//! The command line: `serve`, `demo`, `check`, `validate`, `hash-password`,
+//! `test-policy`.
 //! Each subcommand is a function returning an exit code; `main` only dispatches.
 
 use std::io::{BufRead, Read};
@@ -88,6 +89,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run each policy's test cases (`policies/<name>.tests.toml`).
+    /// Exit 0 all pass, 1 failures, 2 error.
+    TestPolicy {
+        #[arg(long, default_value = "proxy.toml")]
+        config: PathBuf,
+        /// Rewrite the expectations from the guard's current answers.
+        #[arg(long)]
+        bless: bool,
+        /// Policies to test (file stems in policies/); default: every policy the config's users name.
+        names: Vec<String>,
+    },
 }
 
 /// Runs a subcommand and returns the process exit code.
@@ -139,6 +151,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             audit(&file, verify, &filter, json)
         }
+        Command::TestPolicy {
+            config,
+            bless,
+            names,
+        } => test_policy(&config, bless, names),
     }
 }
 
@@ -344,6 +361,80 @@ fn audit(
         }
     }
     Ok(0)
+}
+
+fn test_policy(config_path: &Path, bless: bool, mut names: Vec<String>) -> anyhow::Result<i32> {
+    use crate::policy_tests;
+    let dir = config_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let policy_dir = dir.join("policies");
+    if names.is_empty() {
+        let overrides = Overrides {
+            skip_backend_password: true,
+            ..Overrides::default()
+        };
+        let config = match config::load(config_path, &overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(2);
+            }
+        };
+        for user in &config.users {
+            if !names.contains(&user.policy.name) {
+                names.push(user.policy.name.clone());
+            }
+        }
+    }
+    let (mut passed, mut failed, mut known, mut errors) = (0, 0, 0, 0);
+    for name in &names {
+        let path = policy_tests::tests_path(&policy_dir, name);
+        match policy_tests::run_path(&path, &policy_dir, bless) {
+            Ok((report, changes)) => {
+                for change in &changes {
+                    say(&format!(
+                        "blessed {}:{}: case {}{}: {}\n    was: {}\n    now: {}",
+                        path.display(),
+                        change.case.line,
+                        change.case.number,
+                        if change.decision_changed {
+                            " (DECISION CHANGED)"
+                        } else {
+                            ""
+                        },
+                        change.case.sql,
+                        change.before,
+                        change.after
+                    ));
+                }
+                for line in report.failure_lines() {
+                    say(&format!("FAIL {line}"));
+                }
+                passed += report.passed();
+                failed += report.failed();
+                known += report.known_issues();
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                errors += 1;
+            }
+        }
+    }
+    if known > 0 {
+        say(&format!(
+            "{known} known issue(s) still failing as recorded (known_issue)"
+        ));
+    }
+    say(&format!("{passed} passed, {failed} failed"));
+    Ok(if errors > 0 {
+        2
+    } else if failed > 0 {
+        1
+    } else {
+        0
+    })
 }
 
 /// Prints to stdout; a closed pipe (`| head`) is not an error worth a panic.

@@ -27,6 +27,7 @@ pub mod frontend;
 pub mod guard;
 pub mod mariadb;
 pub mod policy;
+pub mod policy_tests;
 pub mod session;
 pub mod validate;
 
