@@ -960,7 +960,7 @@ fn writes_get_the_tenant_and_respect_allowlists() {
     );
     check_allow(
         "INSERT INTO orders (tenant_id, id, customer_id, total_price) VALUES (1, UUID(), 3, 10)",
-        "INSERT INTO orders (tenant_id, id, customer_id, total_price) VALUES (1, UUID(), 3, 10)",
+        "INSERT INTO orders (tenant_id, id, customer_id, total_price) VALUES (1, UUID(), (SELECT customers.id FROM customers WHERE customers.tenant_id = 1 AND (customers.id = (3))), 10)",
     );
     check_deny(
         "INSERT INTO orders (tenant_id, id, customer_id, total_price) VALUES (2, UUID(), 3, 10)",
