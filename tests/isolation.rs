@@ -1196,20 +1196,3 @@ async fn generated_updates_stay_in_the_tenant() {
     );
     report_failures("generated UPDATEs", &failures);
 }
-
-/// Prints generated statements the guard refuses to parse, and a sample
-/// (cargo test --test isolation -- --ignored --nocapture).
-#[test]
-#[ignore]
-fn show_generated_statements() {
-    let (seed, count, _) = gen_settings();
-    let policy = readonly_policy();
-    let mut generator = Gen::new(seed);
-    for i in 0..count {
-        let sql = generator.top_select();
-        let decision = rewritten(&sql, "readonly", 1, &policy);
-        if i < 10 || decision.contains("cannot parse") {
-            println!("{sql}\n  -> {decision}");
-        }
-    }
-}

@@ -291,3 +291,48 @@ async fn ten_thousand_unclosed_prepares_stay_bounded() {
         "the backend statements are freed when the client leaves"
     );
 }
+
+#[tokio::test]
+async fn sysbench_point_select_with_server_side_prepares() {
+    let proxy = shared_proxy().await;
+    let port = proxy.addr.port().to_string();
+    let args = [
+        "oltp_point_select",
+        "--db-driver=mysql",
+        "--mysql-host=127.0.0.1",
+        &format!("--mysql-port={port}"),
+        "--mysql-user=clawdbot",
+        "--mysql-password=meyram-demo",
+        "--mysql-db=shop",
+        "--tables=1",
+        "--table-size=1000",
+        "--db-ps-mode=auto",
+        "--threads=2",
+        "--events=2000",
+        "--time=0",
+        "--mysql-ignore-errors=none",
+        "run",
+    ]
+    .map(String::from);
+    let output = tokio::task::spawn_blocking(move || std::process::Command::new("sysbench").args(&args).output())
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cannot run sysbench ({e}); .ci/run installs it: apt-get install sysbench"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "sysbench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Every event ran; sysbench stops at the first error (--mysql-ignore-errors=none).
+    let stat = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .and_then(|l| l.split_whitespace().find(|w| w.chars().all(|c| c.is_ascii_digit())))
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    assert_eq!(stat("total number of events:"), Some(2000), "{stdout}");
+    assert_eq!(stat("ignored errors:"), Some(0), "{stdout}");
+    assert_eq!(stat("read:"), Some(2000), "{stdout}");
+}
