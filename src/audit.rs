@@ -202,7 +202,10 @@ pub fn seal(record: &Record) -> Option<(String, String)> {
 
 /// The seq and hash of the last line of an existing log (genesis if none).
 fn last_link(path: &Path) -> (u64, String) {
-    let Ok(file) = File::open(path) else {
+    // Only a regular file has a chain to continue (a device such as
+    // /dev/full would read forever).
+    let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+    let (true, Ok(file)) = (regular, File::open(path)) else {
         return (0, GENESIS_HASH.to_string());
     };
     let mut last = None;
@@ -220,7 +223,11 @@ fn last_link(path: &Path) -> (u64, String) {
         .unwrap_or(0);
     let hash = line
         .rfind(HASH_FIELD)
-        .map(|at| line[at + HASH_FIELD.len()..].trim_end_matches("\"}").to_string())
+        .map(|at| {
+            line[at + HASH_FIELD.len()..]
+                .trim_end_matches("\"}")
+                .to_string()
+        })
         .unwrap_or_else(|| GENESIS_HASH.to_string());
     (seq, hash)
 }
@@ -265,7 +272,10 @@ mod tests {
     fn timestamps() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_795_436_404_123_456);
         assert_eq!(rfc3339_micros(t), "2026-11-23T12:20:04.123456Z");
-        assert_eq!(rfc3339_micros(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339_micros(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000000Z"
+        );
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
@@ -293,7 +303,10 @@ mod tests {
         let report = read::verify(&text);
         assert_eq!(report, Ok(3), "{text}");
         let edited = text.replace("SELECT 2", "SELECT 9");
-        assert_eq!(read::verify(&edited), Err((2, "hash does not match the record".into())));
+        assert_eq!(
+            read::verify(&edited),
+            Err((2, "hash does not match the record".into()))
+        );
         let lines: Vec<&str> = text.lines().collect();
         let deleted = format!("{}\n{}\n", lines[0], lines[2]);
         assert!(matches!(read::verify(&deleted), Err((2, _))));

@@ -163,7 +163,13 @@ impl Session {
         self.finish(entry, decision, started, None);
     }
 
-    fn finish(&self, mut entry: audit::Entry, decision: &'static str, started: Instant, rows: Option<u64>) {
+    fn finish(
+        &self,
+        mut entry: audit::Entry,
+        decision: &'static str,
+        started: Instant,
+        rows: Option<u64>,
+    ) {
         entry.decision = decision;
         entry.duration_us = micros(started);
         if rows.is_some() {

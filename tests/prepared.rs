@@ -314,10 +314,14 @@ async fn sysbench_point_select_with_server_side_prepares() {
         "run",
     ]
     .map(String::from);
-    let output = tokio::task::spawn_blocking(move || std::process::Command::new("sysbench").args(&args).output())
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("cannot run sysbench ({e}); .ci/run installs it: apt-get install sysbench"));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sysbench").args(&args).output()
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| {
+        panic!("cannot run sysbench ({e}); .ci/run installs it: apt-get install sysbench")
+    });
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -329,7 +333,10 @@ async fn sysbench_point_select_with_server_side_prepares() {
         stdout
             .lines()
             .find(|l| l.trim_start().starts_with(name))
-            .and_then(|l| l.split_whitespace().find(|w| w.chars().all(|c| c.is_ascii_digit())))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .find(|w| w.chars().all(|c| c.is_ascii_digit()))
+            })
             .and_then(|n| n.parse::<u64>().ok())
     };
     assert_eq!(stat("total number of events:"), Some(2000), "{stdout}");

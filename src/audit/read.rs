@@ -26,12 +26,16 @@ pub fn verify(text: &str) -> Result<usize, (usize, String)> {
         if hex::encode(Sha256::digest(body.as_bytes())) != stored {
             return Err((n, "hash does not match the record".into()));
         }
-        let record: Record = serde_json::from_str(line)
-            .map_err(|e| (n, format!("not an audit record: {e}")))?;
+        let record: Record =
+            serde_json::from_str(line).map_err(|e| (n, format!("not an audit record: {e}")))?;
         let expected_prev = prev_hash.as_deref().unwrap_or(GENESIS_HASH);
         // The first line of a log may continue an earlier (rotated) file.
         if prev_hash.is_some() && record.prev_hash != expected_prev {
-            return Err((n, "prev_hash does not match the previous line (a line was removed or reordered)".into()));
+            return Err((
+                n,
+                "prev_hash does not match the previous line (a line was removed or reordered)"
+                    .into(),
+            ));
         }
         if let Some(seq) = prev_seq {
             if record.seq != seq + 1 {
@@ -62,7 +66,11 @@ impl Filter {
         if self.tenant.is_some() && self.tenant != record.tenant_id {
             return false;
         }
-        if self.decision.as_deref().is_some_and(|d| d != record.decision) {
+        if self
+            .decision
+            .as_deref()
+            .is_some_and(|d| d != record.decision)
+        {
             return false;
         }
         if let Some(since) = self.since {
@@ -86,11 +94,18 @@ pub fn human(record: &Record) -> String {
         record.seq,
         record.conn_id,
         record.user,
-        record.tenant_id.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+        record
+            .tenant_id
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "-".into()),
         record.command,
         record.kind,
         record.decision,
-        record.rule.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
+        record
+            .rule
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default(),
         sql.replace('\n', " ")
     )
 }

@@ -152,6 +152,17 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
                     &self.client_addr.ip().to_string(),
                     !auth_data.is_empty(),
                 );
+                self.shared.audit.write(crate::audit::Entry {
+                    conn_id: self.conn_id,
+                    user: name.to_string(),
+                    client_addr: self.client_addr.to_string(),
+                    command: "login",
+                    kind: "login",
+                    decision: "deny",
+                    rule: Some("authentication"),
+                    message: Some(e.message.clone()),
+                    ..crate::audit::Entry::default()
+                });
                 self.signals
                     .replace_auth_failure(error::err_packet_payload(&e, true));
                 false

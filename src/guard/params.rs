@@ -238,7 +238,21 @@ impl Typing<'_, '_> {
             Some(q) => self.tables.resolve(&q.value).to_vec(),
             None => self.tables.candidates_for(&column, &self.scopes),
         };
-        Some(rule_for(&column, &candidates))
+        let mut rule = rule_for(&column, &candidates);
+        if rule.column.is_none() {
+            // Untyped, but the name still matters (redaction in the audit log).
+            let table = match qualifier {
+                Some(q) => q.value.to_ascii_lowercase(),
+                None => self
+                    .scopes
+                    .last()
+                    .and_then(|s| s.first())
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+            };
+            rule.column = Some(format!("{table}.{column}"));
+        }
+        Some(rule)
     }
 
     fn mark_if_placeholder(&mut self, column: &Expr, value: &mut Expr) {

@@ -95,7 +95,9 @@ pub(super) fn insert(insert: &mut Insert, session: &SessionContext<'_>) -> Resul
     }
     // The tenant checks of parent keys and references turn a foreign key
     // into NULL, which MariaDB refuses; IGNORE would store a default instead.
-    if insert.ignore && (matches!(table.scope, Scope::Parent { .. }) || !table.references.is_empty()) {
+    if insert.ignore
+        && (matches!(table.scope, Scope::Parent { .. }) || !table.references.is_empty())
+    {
         return Err(deny(
             Rule::InsertShape,
             kind,
@@ -189,11 +191,18 @@ pub(super) fn insert(insert: &mut Insert, session: &SessionContext<'_>) -> Resul
                 }
             }
         }
-        SetExpr::Select(_) if columns.iter().any(|c| table.references.iter().any(|r| &r.column == c)) => {
+        SetExpr::Select(_)
+            if columns
+                .iter()
+                .any(|c| table.references.iter().any(|r| &r.column == c)) =>
+        {
             return Err(deny(
                 Rule::InsertShape,
                 kind,
-                format!("INSERT INTO {} ... SELECT may not set a column that references another table", table.name),
+                format!(
+                    "INSERT INTO {} ... SELECT may not set a column that references another table",
+                    table.name
+                ),
                 "use VALUES, so sqlguard can check the referenced row belongs to you",
             ));
         }
@@ -305,21 +314,40 @@ fn bind_parent(
             ));
         }
     }
-    row[at] = tenant_row_lookup(session.policy, parent, parent_key, &value, session.tenant_id, &guards)?;
+    row[at] = tenant_row_lookup(
+        session.policy,
+        parent,
+        parent_key,
+        &value,
+        session.tenant_id,
+        &guards,
+    )?;
     Ok(())
 }
 
 /// A column that references another tenant-scoped table (`references` in
 /// the policy) may only name one of the tenant's rows: its value becomes a
 /// lookup that is NULL otherwise, and MariaDB refuses the NULL.
-fn bind_reference(value: &mut Expr, table: &TablePolicy, column: &str, session: &SessionContext<'_>) -> Result<(), Denial> {
+fn bind_reference(
+    value: &mut Expr,
+    table: &TablePolicy,
+    column: &str,
+    session: &SessionContext<'_>,
+) -> Result<(), Denial> {
     let Some(reference) = table.references.iter().find(|r| r.column == column) else {
         return Ok(());
     };
     if matches!(value, Expr::Value(v) if matches!(v.value, Value::Null)) {
         return Ok(());
     }
-    *value = tenant_row_lookup(session.policy, &reference.table, &reference.key, value, session.tenant_id, &[])?;
+    *value = tenant_row_lookup(
+        session.policy,
+        &reference.table,
+        &reference.key,
+        value,
+        session.tenant_id,
+        &[],
+    )?;
     Ok(())
 }
 
@@ -450,7 +478,9 @@ pub(super) fn bind_update_references(
     session: &SessionContext<'_>,
 ) -> Result<(), Denial> {
     let single = match (&update.table.relation, update.table.joins.is_empty()) {
-        (sqlparser::ast::TableFactor::Table { name, .. }, true) => table_name(name).and_then(|t| session.policy.table(&t)),
+        (sqlparser::ast::TableFactor::Table { name, .. }, true) => {
+            table_name(name).and_then(|t| session.policy.table(&t))
+        }
         _ => None,
     };
     for assignment in &mut update.assignments {
@@ -459,7 +489,11 @@ pub(super) fn bind_update_references(
         };
         let (table, column) = match name.0.as_slice() {
             [ObjectNamePart::Identifier(c)] => (single, c),
-            [.., ObjectNamePart::Identifier(q), ObjectNamePart::Identifier(c)] => (tables.resolve(&q.value).first().copied(), c),
+            [
+                ..,
+                ObjectNamePart::Identifier(q),
+                ObjectNamePart::Identifier(c),
+            ] => (tables.resolve(&q.value).first().copied(), c),
             _ => continue,
         };
         if let Some(table) = table {

@@ -207,7 +207,10 @@ impl Session {
             self.record_denial(entry, &denial, started);
             let e = error::for_denial(&denial);
             let state = String::from_utf8_lossy(e.kind.sqlstate()).into_owned();
-            return out.err(e.kind as u16, &state, &e.message).await.and(out.flush().await);
+            return out
+                .err(e.kind as u16, &state, &e.message)
+                .await
+                .and(out.flush().await);
         }
         let Some(prepared) = self.prepared.by_id.get_mut(&id) else {
             input.clear_long_data(id);
