@@ -106,7 +106,7 @@ impl Session {
                 writer.error(e.kind, e.message.as_bytes()).await
             }
             Decision::LocalOk { .. } => {
-                self.finish(entry, "allow", started, None);
+                self.finish(entry, "allow", started);
                 writer.completed(results::local_ok()).await
             }
             Decision::Allow { sql, rewrites, .. } => {
@@ -118,7 +118,7 @@ impl Session {
                         let client = error::for_backend(&e);
                         entry.executed_sql = None;
                         entry.message = Some(client.message.clone());
-                        self.finish(entry, "error", started, None);
+                        self.finish(entry, "error", started);
                         return writer.error(client.kind, client.message.as_bytes()).await;
                     }
                 };
@@ -148,7 +148,7 @@ impl Session {
     fn record_denial(&self, mut entry: audit::Entry, denial: &guard::Denial, started: Instant) {
         entry.rule = Some(denial.rule.name());
         entry.message = Some(denial.client_message());
-        self.finish(entry, "deny", started, None);
+        self.finish(entry, "deny", started);
     }
 
     fn record_outcome(&self, mut entry: audit::Entry, outcome: &Outcome, started: Instant) {
@@ -160,21 +160,12 @@ impl Session {
             }
             None => "allow",
         };
-        self.finish(entry, decision, started, None);
+        self.finish(entry, decision, started);
     }
 
-    fn finish(
-        &self,
-        mut entry: audit::Entry,
-        decision: &'static str,
-        started: Instant,
-        rows: Option<u64>,
-    ) {
+    fn finish(&self, mut entry: audit::Entry, decision: &'static str, started: Instant) {
         entry.decision = decision;
         entry.duration_us = micros(started);
-        if rows.is_some() {
-            entry.rows = rows;
-        }
         self.audit.write(entry);
     }
 

@@ -270,6 +270,16 @@ impl ResponseWriter {
     }
 }
 
+impl ResponseWriter {
+    /// Ends the response with sqlguard's own error (code and SQLSTATE of
+    /// its `ErrorKind`), and flushes it.
+    pub async fn client_error(&mut self, e: &crate::error::ClientError) -> io::Result<()> {
+        let state = String::from_utf8_lossy(e.kind.sqlstate()).into_owned();
+        self.err(e.kind as u16, &state, &e.message).await?;
+        self.flush().await
+    }
+}
+
 fn forwarded_status(status: u16) -> u16 {
     status & !STATUS_NOT_FORWARDED
 }

@@ -216,11 +216,7 @@ async fn write_error(e: BackendError, rows: u64, out: &mut ResponseWriter) -> io
             state,
             message,
         } => out.err(*code, state, message).await?,
-        other => {
-            let client = error::for_backend(other);
-            let state = String::from_utf8_lossy(client.kind.sqlstate()).into_owned();
-            out.err(client.kind as u16, &state, &client.message).await?;
-        }
+        other => out.client_error(&error::for_backend(other)).await?,
     }
     out.flush().await?;
     Ok(Outcome::failed(rows, e))

@@ -105,7 +105,7 @@ impl Session {
             } => (kind, sql, params),
             Decision::LocalOk { .. } => {
                 entry.message = Some("cannot be prepared".into());
-                self.finish(entry, "error", started, None);
+                self.finish(entry, "error", started);
                 return writer
                     .error(
                         ErrorKind::ER_UNSUPPORTED_PS,
@@ -125,7 +125,7 @@ impl Session {
                 "sqlguard: a session may hold at most {MAX_PREPARED_PER_SESSION} prepared statements; close the ones you no longer need"
             );
             entry.message = Some(message.clone());
-            self.finish(entry, "error", started, None);
+            self.finish(entry, "error", started);
             return writer
                 .error(
                     ErrorKind::ER_MAX_PREPARED_STMT_COUNT_REACHED,
@@ -139,11 +139,11 @@ impl Session {
             Err(e) => {
                 let e = error::for_backend(&e);
                 entry.message = Some(e.message.clone());
-                self.finish(entry, "error", started, None);
+                self.finish(entry, "error", started);
                 return writer.error(e.kind, e.message.as_bytes()).await;
             }
         };
-        self.finish(entry, "allow", started, None);
+        self.finish(entry, "allow", started);
         let param_meta: Vec<Column> = statement.params().iter().map(meta_column).collect();
         let column_meta: Vec<Column> = statement.columns().iter().map(meta_column).collect();
         self.prepared.next_id = self.prepared.next_id.wrapping_add(1).max(1);
@@ -205,12 +205,7 @@ impl Session {
             let denial = super::audit_unavailable();
             let entry = self.entry("execute", "");
             self.record_denial(entry, &denial, started);
-            let e = error::for_denial(&denial);
-            let state = String::from_utf8_lossy(e.kind.sqlstate()).into_owned();
-            return out
-                .err(e.kind as u16, &state, &e.message)
-                .await
-                .and(out.flush().await);
+            return out.client_error(&error::for_denial(&denial)).await;
         }
         let Some(prepared) = self.prepared.by_id.get_mut(&id) else {
             input.clear_long_data(id);
@@ -280,14 +275,9 @@ impl Session {
                 Ok(Some(clamped)) => *value = Value::UInt(clamped),
                 Err(denial) => {
                     tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = %denial.rule, "execute denied");
-                    let e = error::for_denial(&denial);
                     entry.executed_sql = None;
                     self.record_denial(entry, &denial, started);
-                    let state = String::from_utf8_lossy(e.kind.sqlstate()).into_owned();
-                    return out
-                        .err(e.kind as u16, &state, &e.message)
-                        .await
-                        .and(out.flush().await);
+                    return out.client_error(&error::for_denial(&denial)).await;
                 }
             }
         }
@@ -300,12 +290,7 @@ impl Session {
                     }
                 }
                 Err(e) => {
-                    let client = error::for_backend(&e);
-                    let state = String::from_utf8_lossy(client.kind.sqlstate()).into_owned();
-                    return out
-                        .err(client.kind as u16, &state, &client.message)
-                        .await
-                        .and(out.flush().await);
+                    return out.client_error(&error::for_backend(&e)).await;
                 }
             }
         }
@@ -321,12 +306,7 @@ impl Session {
         let conn = match self.pinned().await {
             Ok(conn) => conn,
             Err(e) => {
-                let client = error::for_backend(&e);
-                let state = String::from_utf8_lossy(client.kind.sqlstate()).into_owned();
-                return out
-                    .err(client.kind as u16, &state, &client.message)
-                    .await
-                    .and(out.flush().await);
+                return out.client_error(&error::for_backend(&e)).await;
             }
         };
         let backend_started = Instant::now();
