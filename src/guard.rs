@@ -42,7 +42,9 @@ use sqlparser::parser::{Parser, ParserOptions};
 
 use crate::policy::Policy;
 
-pub use decision::{CheckedSql, Decision, Denial, DenyClass, Rewrites, Rule, StatementKind};
+pub use decision::{
+    CheckedSql, Decision, Denial, DenyClass, Lookup, Rewrites, Rule, StatementKind,
+};
 pub use limit::LimitChange;
 pub use params::{BoundValue, ParamCheck, ParamRule, check_bound};
 pub use precheck::MAX_STATEMENT_BYTES;
@@ -149,9 +151,10 @@ fn apply_policy(
     if let Statement::Update(update) = statement {
         writes::bind_update_references(update, &tables, session)?;
     }
+    let mut lookups = Vec::new();
     let limit = match statement {
         Statement::Insert(insert) => {
-            writes::insert(insert, session)?;
+            lookups = writes::insert(insert, session)?;
             None
         }
         Statement::Query(query) => limit::apply(query, session.policy.limit)?,
@@ -167,6 +170,7 @@ fn apply_policy(
         Rewrites {
             limit,
             scoped_tables,
+            lookups,
         },
         params,
     ))

@@ -110,6 +110,7 @@ impl Session {
                 writer.completed(results::local_ok()).await
             }
             Decision::Allow { sql, rewrites, .. } => {
+                let lookups = rewrites.lookups.clone();
                 entry.executed_sql = Some(sql.to_string());
                 entry.rewrites = Some(rewrites.describe());
                 let conn = match self.pinned().await {
@@ -123,7 +124,8 @@ impl Session {
                     }
                 };
                 let backend_started = Instant::now();
-                let outcome = results::run_text_query(conn, sql.as_str(), &mut response).await?;
+                let outcome =
+                    results::run_text_query(conn, sql.as_str(), &lookups, &mut response).await?;
                 entry.backend_us = Some(micros(backend_started));
                 self.record_outcome(entry, &outcome, started);
                 self.after_statement(&outcome);

@@ -343,3 +343,60 @@ async fn sysbench_point_select_with_server_side_prepares() {
     assert_eq!(stat("ignored errors:"), Some(0), "{stdout}");
     assert_eq!(stat("read:"), Some(2000), "{stdout}");
 }
+
+#[tokio::test]
+async fn writes_naming_another_tenants_row_are_refused_with_an_explanation() {
+    let (_proxy, mut conn) = connect(CLAWDBOT).await;
+    // An AI reply into a closed conversation of our own tenant...
+    let (code, message) = server_error(
+        conn.query_drop(format!(
+            "INSERT INTO messages (conversation_id, sender, content) VALUES ({}, 'ai', 'Salam')",
+            t1::CONVERSATION_CLOSED
+        ))
+        .await,
+    );
+    assert_eq!(code, 1048, "{message}");
+    assert!(
+        message.starts_with("sqlguard: conversation_id must name one of your conversations"),
+        "{message}"
+    );
+    assert!(message.contains("the conversation is closed"), "{message}");
+    // ... is fine from the customer, and fine from the AI in an active one.
+    conn.query_drop(format!(
+        "INSERT INTO messages (conversation_id, sender, content) VALUES ({}, 'customer', 'Salam')",
+        t1::CONVERSATION_CLOSED
+    ))
+    .await
+    .unwrap();
+    conn.exec_drop(
+        "INSERT INTO messages (conversation_id, sender, content) VALUES (?, ?, ?)",
+        (
+            t1::CONVERSATION_ACTIVE,
+            "ai",
+            "Merhba, kifach n9der n3awnek?",
+        ),
+    )
+    .await
+    .unwrap();
+    // Another tenant's conversation, even an active one, is refused.
+    let (code, message) = server_error(
+        conn.exec_drop(
+            "INSERT INTO messages (conversation_id, sender, content) VALUES (?, ?, ?)",
+            (t2::CONVERSATION_ACTIVE, "customer", "x"),
+        )
+        .await,
+    );
+    assert_eq!(code, 1048, "{message}");
+    // An order for another tenant's customer is refused the same way.
+    let (code, message) = server_error(
+        conn.query_drop(
+            "INSERT INTO orders (id, customer_id, total_price) VALUES (UUID(), 6, 10.00)",
+        )
+        .await,
+    );
+    assert_eq!(code, 1048, "{message}");
+    assert!(
+        message.contains("customer_id must name one of your customers rows"),
+        "{message}"
+    );
+}

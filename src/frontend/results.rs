@@ -13,6 +13,7 @@ use opensrv_mysql::{OkResponse, StatusFlags};
 use crate::backend::BackendError;
 use crate::error;
 use crate::frontend::packets::ResponseWriter;
+use crate::guard::Lookup;
 
 /// What happened to a forwarded statement, for the session (and the audit log).
 #[derive(Debug)]
@@ -38,12 +39,15 @@ impl Outcome {
 pub async fn run_text_query(
     conn: &mut Conn,
     sql: &str,
+    lookups: &[Lookup],
     out: &mut ResponseWriter,
 ) -> io::Result<Outcome> {
     let status_before = backend_status(conn);
     let result = match conn.query_iter(sql).await {
         Ok(result) => result,
-        Err(e) => return write_error(BackendError::from_statement(e), 0, out).await,
+        Err(e) => {
+            return write_error(explain(BackendError::from_statement(e), lookups), 0, out).await;
+        }
     };
     let outcome = if result.columns_ref().is_empty() {
         finish_ok(result, out).await?
@@ -59,6 +63,7 @@ pub async fn run_prepared(
     conn: &mut Conn,
     statement: &Statement,
     values: Vec<Value>,
+    lookups: &[Lookup],
     out: &mut ResponseWriter,
 ) -> io::Result<Outcome> {
     let status_before = backend_status(conn);
@@ -69,7 +74,9 @@ pub async fn run_prepared(
     };
     let result = match conn.exec_iter(statement, params).await {
         Ok(result) => result,
-        Err(e) => return write_error(BackendError::from_statement(e), 0, out).await,
+        Err(e) => {
+            return write_error(explain(BackendError::from_statement(e), lookups), 0, out).await;
+        }
     };
     let outcome = if result.columns_ref().is_empty() {
         finish_ok(result, out).await?
@@ -207,6 +214,33 @@ async fn finish_ok<P: Protocol>(
     })
 }
 
+/// MariaDB refuses the NULL of a tenant lookup that found nothing with
+/// "Column 'x' cannot be null" (1048); say what it means instead.
+fn explain(error: BackendError, lookups: &[Lookup]) -> BackendError {
+    const ER_BAD_NULL_ERROR: u16 = 1048;
+    match error {
+        BackendError::Server {
+            code: ER_BAD_NULL_ERROR,
+            state,
+            message,
+        } => {
+            let hit = lookups
+                .iter()
+                .find(|l| message.contains(&format!("'{}'", l.column)));
+            let message = match hit {
+                Some(l) => format!("sqlguard: {} (rule: tenant_scope)", l.message),
+                None => message,
+            };
+            BackendError::Server {
+                code: ER_BAD_NULL_ERROR,
+                state,
+                message,
+            }
+        }
+        other => other,
+    }
+}
+
 /// A backend error goes to the client with MariaDB's own code, SQLSTATE and
 /// message; sqlguard's own (connection lost, ...) with its `sqlguard:` text.
 async fn write_error(e: BackendError, rows: u64, out: &mut ResponseWriter) -> io::Result<Outcome> {
@@ -239,5 +273,36 @@ pub fn local_ok() -> OkResponse {
     OkResponse {
         status_flags: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
         ..OkResponse::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_lookups_are_explained() {
+        let lookups = [Lookup {
+            column: "conversation_id".into(),
+            message: "conversation_id must name one of your conversations rows".into(),
+        }];
+        let e = explain(
+            BackendError::Server {
+                code: 1048,
+                state: "23000".into(),
+                message: "Column 'conversation_id' cannot be null".into(),
+            },
+            &lookups,
+        );
+        match e {
+            BackendError::Server { code, message, .. } => {
+                assert_eq!(code, 1048);
+                assert!(
+                    message.starts_with("sqlguard: conversation_id must name"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -33,12 +33,24 @@ impl Decision {
 }
 
 /// What the guard changed in an allowed statement.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rewrites {
     /// LIMIT injected or clamped on the top-level SELECT.
     pub limit: Option<crate::guard::LimitChange>,
     /// Table references that received a tenant predicate.
     pub scoped_tables: usize,
+    /// Columns whose written value became a tenant lookup (parent keys,
+    /// references): MariaDB's "cannot be null" for them means the value named
+    /// another tenant's row (or a guarded one), and is reported as such.
+    pub lookups: Vec<Lookup>,
+}
+
+/// A column written through a tenant lookup, and what to tell the client
+/// when the lookup finds nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub column: String,
+    pub message: String,
 }
 
 impl Rewrites {

@@ -10,7 +10,7 @@ use sqlparser::ast::{
 use super::columns::{ColumnType, check_literal};
 use super::scope::{number, tenant_row_lookup};
 use super::tables::{StatementTables, table_name};
-use super::{Denial, Rule, SessionContext, StatementKind};
+use super::{Denial, Lookup, Rule, SessionContext, StatementKind};
 use crate::policy::{DomainGuard, Scope, TablePolicy};
 
 fn deny(
@@ -37,7 +37,10 @@ fn typed(table: &TablePolicy, column: &str) -> Option<ColumnType> {
 /// value checked), parent keys are replaced by a lookup that yields NULL for
 /// another tenant's parent (MariaDB then refuses the row: the parent column is
 /// NOT NULL, which `sqlguard validate` verifies).
-pub(super) fn insert(insert: &mut Insert, session: &SessionContext<'_>) -> Result<(), Denial> {
+pub(super) fn insert(
+    insert: &mut Insert,
+    session: &SessionContext<'_>,
+) -> Result<Vec<Lookup>, Denial> {
     let kind = StatementKind::Insert;
     let policy = session.policy;
     let TableObject::TableName(name) = &insert.table else {
@@ -239,7 +242,41 @@ pub(super) fn insert(insert: &mut Insert, session: &SessionContext<'_>) -> Resul
                 tenant_column,
             ))]));
     }
-    Ok(())
+    Ok(lookups_of(table, &columns, session))
+}
+
+/// What to say when a lookup written into `columns` finds nothing.
+fn lookups_of(
+    table: &TablePolicy,
+    columns: &[String],
+    session: &SessionContext<'_>,
+) -> Vec<Lookup> {
+    let mut lookups = Vec::new();
+    if let Scope::Parent { parent, column, .. } = &table.scope {
+        let mut message = format!("{column} must name one of your {parent} rows");
+        for guard in &table.guards {
+            message.push_str(&format!(
+                "; when {} is '{}': {}",
+                guard.when_column, guard.when_value, guard.message
+            ));
+        }
+        lookups.push(Lookup {
+            column: column.clone(),
+            message,
+        });
+    }
+    for reference in &table.references {
+        if columns.contains(&reference.column) {
+            lookups.push(Lookup {
+                column: reference.column.clone(),
+                message: format!(
+                    "{} must name one of your {} rows (for tenant {}); look the id up with a SELECT first",
+                    reference.column, reference.table, session.tenant_id
+                ),
+            });
+        }
+    }
+    lookups
 }
 
 fn check_tenant_value(

@@ -33,6 +33,7 @@ pub(super) struct Prepared {
     /// The template as the client sent it (for the audit log).
     received: String,
     kind: guard::StatementKind,
+    lookups: Vec<guard::Lookup>,
     sql: CheckedSql,
     params: Vec<ParamRule>,
     /// The backend's statement; `None` after the pinned connection was lost
@@ -99,10 +100,13 @@ impl Session {
             Decision::Deny(super::audit_unavailable())
         };
         entry.kind = decision.kind().name();
-        let (kind, sql, params) = match decision {
+        let (kind, sql, params, lookups) = match decision {
             Decision::Allow {
-                kind, sql, params, ..
-            } => (kind, sql, params),
+                kind,
+                sql,
+                params,
+                rewrites,
+            } => (kind, sql, params, rewrites.lookups),
             Decision::LocalOk { .. } => {
                 entry.message = Some("cannot be prepared".into());
                 self.finish(entry, "error", started);
@@ -153,6 +157,7 @@ impl Session {
             Prepared {
                 received: received.to_string(),
                 kind,
+                lookups,
                 sql,
                 params,
                 backend: Some(statement),
@@ -303,14 +308,19 @@ impl Session {
                     .and(out.flush().await);
             }
         };
+        let backend_started = Instant::now();
+        let lookups = self
+            .prepared
+            .by_id
+            .get(&id)
+            .map(|p| p.lookups.clone())
+            .unwrap_or_default();
         let conn = match self.pinned().await {
             Ok(conn) => conn,
-            Err(e) => {
-                return out.client_error(&error::for_backend(&e)).await;
-            }
+            Err(e) => return out.client_error(&error::for_backend(&e)).await,
         };
-        let backend_started = Instant::now();
-        let outcome = results::run_prepared(conn, &statement, execute.values, &mut out).await?;
+        let outcome =
+            results::run_prepared(conn, &statement, execute.values, &lookups, &mut out).await?;
         entry.backend_us = Some(super::micros(backend_started));
         self.record_outcome(entry, &outcome, started);
         self.after_statement(&outcome);
