@@ -73,6 +73,9 @@ pub struct Entry {
     pub rows: Option<u64>,
     pub duration_us: u64,
     pub backend_us: Option<u64>,
+    /// For metrics only (not written to the log).
+    pub guard_us: Option<u64>,
+    pub backend_code: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@
 //! - [`config`]: `proxy.toml` parsed once, at start-up, into validated types.
 //! - [`policy`]: `policies/<name>.toml` compiled into what the guard reads.
 //! - [`error`]: the one mapping from errors to MySQL error codes.
+//! - [`metrics`]: Prometheus metrics, /metrics, /healthz and /readyz.
 //! - [`mariadb`]: starts a private `mariadbd` (used by `sqlguard demo` and tests).
 //! - [`cli`]: the command line.
 
@@ -26,6 +27,7 @@ pub mod error;
 pub mod frontend;
 pub mod guard;
 pub mod mariadb;
+pub mod metrics;
 pub mod policy;
 pub mod policy_tests;
 pub mod session;

@@ -9,6 +9,7 @@ pub use prepared::MAX_PREPARED_PER_SESSION;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use mysql_async::Conn;
@@ -22,6 +23,7 @@ use crate::error;
 use crate::frontend::packets::ResponseWriter;
 use crate::frontend::results::{self, Outcome};
 use crate::guard::{self, Decision, SessionContext};
+use crate::metrics::Metrics;
 
 pub struct Session {
     pub conn_id: u32,
@@ -33,6 +35,17 @@ pub struct Session {
     pinned: Option<Conn>,
     prepared: prepared::PreparedStatements,
     audit: Arc<AuditLog>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.pinned.is_some() {
+            self.metrics
+                .pinned_backend_connections
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 fn micros(since: Instant) -> u64 {
@@ -57,6 +70,7 @@ impl Session {
         user: Arc<UserConfig>,
         backend: Backend,
         audit: Arc<AuditLog>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Session {
             conn_id,
@@ -66,6 +80,7 @@ impl Session {
             pinned: None,
             prepared: prepared::PreparedStatements::default(),
             audit,
+            metrics,
         }
     }
 
@@ -97,6 +112,7 @@ impl Session {
             Decision::Deny(audit_unavailable())
         };
         let mut entry = self.entry("query", sql);
+        entry.guard_us = Some(micros(started));
         entry.kind = decision.kind().name();
         match decision {
             Decision::Deny(denial) => {
@@ -157,6 +173,10 @@ impl Session {
         entry.rows = Some(outcome.rows);
         let decision = match &outcome.backend_error {
             Some(e) => {
+                entry.backend_code = Some(match e {
+                    BackendError::Server { code, .. } => *code,
+                    _ => 0,
+                });
                 entry.message = Some(error::for_backend(e).message);
                 "error"
             }
@@ -168,6 +188,8 @@ impl Session {
     fn finish(&self, mut entry: audit::Entry, decision: &'static str, started: Instant) {
         entry.decision = decision;
         entry.duration_us = micros(started);
+        self.metrics
+            .observe(&entry, entry.guard_us, entry.backend_code);
         self.audit.write(entry);
     }
 
@@ -194,6 +216,9 @@ impl Session {
         }
         if self.pinned.is_none() {
             self.pinned = Some(self.backend.checkout().await?);
+            self.metrics
+                .pinned_backend_connections
+                .fetch_add(1, Ordering::Relaxed);
         }
         self.pinned
             .as_mut()
@@ -203,7 +228,11 @@ impl Session {
     /// Forgets the pinned connection (dropping a broken Conn is safe: the
     /// pool discards it) and the prepared statements that lived on it.
     fn drop_pinned(&mut self) {
-        self.pinned = None;
+        if self.pinned.take().is_some() {
+            self.metrics
+                .pinned_backend_connections
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         self.prepared.forget_backend();
     }
 

@@ -321,6 +321,13 @@ async fn backend_killed_and_restarted_while_the_proxy_runs() {
     conn.query_drop("SELECT 1").await.unwrap();
 
     db.kill().await;
+    let metrics = proxy.metrics_addr.expect("metrics address");
+    assert_eq!(
+        http_get(metrics, "/readyz").await.0,
+        503,
+        "not ready without a database"
+    );
+    assert_eq!(http_get(metrics, "/healthz").await.0, 200, "but alive");
     let (code, message) = server_error(conn.query_drop("SELECT 1").await);
     assert_eq!(code, 1105, "{message}");
     assert!(message.starts_with("sqlguard: "), "{message}");
@@ -346,6 +353,7 @@ async fn backend_killed_and_restarted_while_the_proxy_runs() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(served, "the proxy serves again once the database is back");
+    assert_eq!(http_get(metrics, "/readyz").await.0, 200);
     late.query_drop("SELECT 1").await.unwrap();
 }
 
@@ -401,4 +409,71 @@ async fn backend_session_keeps_the_pinned_sql_mode() {
         "{mode}"
     );
     assert_eq!(mode, sqlguard::backend::PINNED_SQL_MODE);
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[tokio::test]
+async fn metrics_health_and_readiness() {
+    let proxy = shared_proxy().await;
+    let addr = proxy.metrics_addr.expect("metrics address");
+    let mut conn = connect(&proxy, CLAWDBOT).await;
+    conn.query_drop("SELECT name FROM products LIMIT 2")
+        .await
+        .unwrap();
+    let _ = conn.query_drop("DELETE FROM orders").await;
+    let (status, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    for name in [
+        "sqlguard_queries_total",
+        "sqlguard_denied_total",
+        "sqlguard_query_duration_seconds",
+        "sqlguard_guard_duration_seconds",
+        "sqlguard_backend_duration_seconds",
+        "sqlguard_client_connections",
+        "sqlguard_backend_connections",
+        "sqlguard_backend_errors_total",
+        "sqlguard_audit_records_total",
+        "sqlguard_audit_write_errors_total",
+    ] {
+        assert!(
+            body.contains(&format!("# TYPE {name} ")),
+            "{name} missing:\n{body}"
+        );
+    }
+    assert!(
+        body.contains(
+            "sqlguard_queries_total{user=\"clawdbot\",kind=\"select\",decision=\"allow\"}"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("sqlguard_denied_total{user=\"clawdbot\",rule=\"statement_not_allowed\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("sqlguard_client_connections 1"), "{body}");
+    // Every sample line is `name{labels} value` with a numeric value.
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap_or("");
+        assert!(value.parse::<f64>().is_ok(), "bad sample: {line}");
+    }
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(addr, "/readyz").await.0, 200);
+    assert_eq!(http_get(addr, "/nope").await.0, 404);
 }

@@ -24,6 +24,7 @@ use crate::frontend::auth::ConnectionIds;
 use crate::frontend::packets::SharedSocket;
 use crate::frontend::shim::Shim;
 use crate::frontend::wire::{ConnSignals, GuardedReader, GuardedWriter};
+use crate::metrics::{self, GaugeGuard, Metrics};
 
 /// What opensrv writes to: buffered (GreptimeDB uses the same 100 KiB), so a
 /// streamed result goes out in large writes, not one syscall per row.
@@ -39,6 +40,7 @@ pub struct Shared {
     pub config: Config,
     pub backend: Backend,
     pub audit: Arc<AuditLog>,
+    pub metrics: Arc<Metrics>,
     pub users: HashMap<String, Arc<UserConfig>>,
     pub conn_ids: ConnectionIds,
     version: RwLock<String>,
@@ -64,6 +66,8 @@ impl Shared {
 /// A proxy that is accepting connections.
 pub struct RunningProxy {
     pub addr: SocketAddr,
+    /// Where /metrics, /healthz and /readyz are served, if configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
@@ -100,8 +104,14 @@ pub async fn start(config: Config) -> io::Result<RunningProxy> {
         .iter()
         .map(|u| (u.name.clone(), Arc::new(u.clone())))
         .collect();
+    let metrics_listener = metrics::bind(config.metrics.address).await?;
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         backend,
+        metrics: Arc::new(Metrics::default()),
         audit: Arc::new(audit),
         users,
         conn_ids: ConnectionIds::default(),
@@ -110,10 +120,20 @@ pub async fn start(config: Config) -> io::Result<RunningProxy> {
     });
     let shutdown = CancellationToken::new();
     tokio::spawn(learn_backend_version(shared.clone(), shutdown.clone()));
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(metrics::serve(
+            listener,
+            shared.metrics.clone(),
+            shared.audit.clone(),
+            shared.backend.clone(),
+            shutdown.clone(),
+        ));
+    }
     let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
     tracing::info!(%addr, "sqlguard listening");
     Ok(RunningProxy {
         addr,
+        metrics_addr,
         shared,
         shutdown,
         task,
@@ -208,6 +228,7 @@ async fn serve_connection(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
+    let _connected = GaugeGuard::new(&shared.metrics.client_connections);
     let _ = stream.set_nodelay(true);
     let (read_half, write_half) = stream.into_split();
     let signals = Arc::new(ConnSignals::default());

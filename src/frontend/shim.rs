@@ -72,6 +72,7 @@ impl Shim {
                 user,
                 self.shared.backend.clone(),
                 self.shared.audit.clone(),
+                self.shared.metrics.clone(),
             ));
         }
         self.session.as_mut()

@@ -63,6 +63,7 @@ pub fn repo_path(relative: &str) -> PathBuf {
 pub fn test_config(db_port: u16) -> Config {
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".into()),
+        metrics_listen: Some("127.0.0.1:0".into()),
         backend_url: Some(format!("mysql://sqlguard@127.0.0.1:{db_port}/shop")),
         backend_password: Some(BACKEND_PASSWORD.into()),
         ..Overrides::default()
