@@ -216,6 +216,8 @@ async fn demo(listen: Option<String>) -> anyhow::Result<i32> {
         backend_url: Some(format!("mysql://sqlguard@127.0.0.1:{}/shop", db.port())),
         backend_password: Some(DEMO_BACKEND_PASSWORD.to_string()),
         audit_log: Some(dir.join("audit.log")),
+        // Any free port: a second demo (or a real proxy) may hold 9187.
+        metrics_listen: Some("127.0.0.1:0".to_string()),
         ..Overrides::default()
     };
     let config = config::load_str(
@@ -239,9 +241,15 @@ async fn demo(listen: Option<String>) -> anyhow::Result<i32> {
          \x20 readonly    / reader-demo   tenant 1, reads only\n\
          \x20 clawdbot_t2 / tenant2-demo  tenant 2, reads and writes\n\
          \nThe private MariaDB itself (unguarded, root without password) is on 127.0.0.1:{dbport}.\n\
+         Audit log: {audit} (sqlguard audit --file {audit}); metrics: http://{metrics}/metrics\n\
          Press Ctrl-C to stop; the demo database is thrown away.",
         addr = proxy.addr,
         dbport = db.port(),
+        audit = dir.join("audit.log").display(),
+        metrics = proxy
+            .metrics_addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "(none)".into()),
     );
     let token = proxy.shutdown_token();
     tokio::spawn(async move {
