@@ -402,20 +402,7 @@ fn test_policy(config_path: &Path, bless: bool, mut names: Vec<String>) -> anyho
         match policy_tests::run_path(&path, &policy_dir, bless) {
             Ok((report, changes)) => {
                 for change in &changes {
-                    say(&format!(
-                        "blessed {}:{}: case {}{}: {}\n    was: {}\n    now: {}",
-                        path.display(),
-                        change.case.line,
-                        change.case.number,
-                        if change.decision_changed {
-                            " (DECISION CHANGED)"
-                        } else {
-                            ""
-                        },
-                        change.case.sql,
-                        change.before,
-                        change.after
-                    ));
+                    say(&change.describe(&path));
                 }
                 for line in report.failure_lines() {
                     say(&format!("FAIL {line}"));

@@ -535,6 +535,26 @@ pub struct Blessed {
     pub decision_changed: bool,
 }
 
+impl Blessed {
+    /// What a bless changed in `path`, for a person to review.
+    pub fn describe(&self, path: &Path) -> String {
+        format!(
+            "blessed {}:{}: case {}{}: {}\n    was: {}\n    now: {}",
+            path.display(),
+            self.case.line,
+            self.case.number,
+            if self.decision_changed {
+                " (DECISION CHANGED)"
+            } else {
+                ""
+            },
+            self.case.sql,
+            self.before,
+            self.after
+        )
+    }
+}
+
 /// Rewrites the expectations of `file` from what the guard answers now under
 /// `policy`. Returns the new text and what changed. `sql`, `tenant`, `comment`,
 /// order and TOML comments are kept; `known_issue` cases are not touched.

@@ -32,6 +32,21 @@ fn json_of(output: Output, what: &str) -> Value {
     }
 }
 
+/// Runs a Node script of tests/clients against the proxy and reads its JSON.
+async fn node_script(script: &'static str, port: u16) -> Value {
+    let dir = repo_path("tests/clients");
+    assert!(
+        dir.join("node_modules/mysql2").exists(),
+        "mysql2 is not installed: run `npm ci --prefix tests/clients` (done by .ci/run)"
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join(script)).arg(port.to_string());
+    let output = tokio::task::spawn_blocking(move || run(cmd, "node"))
+        .await
+        .unwrap();
+    json_of(output, script)
+}
+
 /// What every driver must have seen: the same checks, whatever the driver.
 fn assert_common_observations(v: &Value, driver: &str) {
     assert_eq!(v["badLogin"]["code"], 1045, "{driver}: {v}");
@@ -59,18 +74,7 @@ fn assert_common_observations(v: &Value, driver: &str) {
 #[tokio::test]
 async fn node_mysql2_query() {
     let proxy = shared_proxy().await;
-    let dir = repo_path("tests/clients");
-    assert!(
-        dir.join("node_modules/mysql2").exists(),
-        "mysql2 is not installed: run `npm ci --prefix tests/clients` (done by .ci/run)"
-    );
-    let mut cmd = Command::new("node");
-    cmd.arg(dir.join("mysql2_client.js"))
-        .arg(proxy.addr.port().to_string());
-    let output = tokio::task::spawn_blocking(move || run(cmd, "node"))
-        .await
-        .unwrap();
-    let v = json_of(output, "mysql2_client.js");
+    let v = node_script("mysql2_client.js", proxy.addr.port()).await;
     assert_common_observations(&v, "mysql2");
     assert_eq!(v["stackedError"]["code"], 1227, "{v}");
     assert!(v["likeCount"].as_u64().is_some(), "{v}");
@@ -187,18 +191,7 @@ async fn mariadb_cli_batch_mode() {
 #[tokio::test]
 async fn node_mysql2_execute_prepared_workflow() {
     let proxy = shared_proxy().await;
-    let dir = repo_path("tests/clients");
-    assert!(
-        dir.join("node_modules/mysql2").exists(),
-        "mysql2 is not installed: run `npm ci --prefix tests/clients` (done by .ci/run)"
-    );
-    let mut cmd = Command::new("node");
-    cmd.arg(dir.join("mysql2_execute.js"))
-        .arg(proxy.addr.port().to_string());
-    let output = tokio::task::spawn_blocking(move || run(cmd, "node"))
-        .await
-        .unwrap();
-    let v = json_of(output, "mysql2_execute.js");
+    let v = node_script("mysql2_execute.js", proxy.addr.port()).await;
     let products = v["products"].as_array().unwrap_or_else(|| panic!("{v}"));
     assert!(!products.is_empty() && products.len() <= 5, "{v}");
     assert_eq!(v["price"][0]["price"], "549.00", "{v}");

@@ -41,20 +41,7 @@ fn run_all(paths: &[PathBuf]) {
         let (report, changes) =
             policy_tests::run_path(path, &policy_dir, bless).unwrap_or_else(|e| panic!("{e}"));
         for change in &changes {
-            eprintln!(
-                "blessed {}:{}: case {}{}: {}\n    was: {}\n    now: {}",
-                path.display(),
-                change.case.line,
-                change.case.number,
-                if change.decision_changed {
-                    " (DECISION CHANGED)"
-                } else {
-                    ""
-                },
-                change.case.sql,
-                change.before,
-                change.after
-            );
+            eprintln!("{}", change.describe(path));
         }
         for line in report.failure_lines() {
             out.push_str(&format!("FAIL {line}\n"));
