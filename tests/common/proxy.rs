@@ -59,9 +59,18 @@ pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// The demo proxy.toml, listening on a free port, in front of `db_port`.
+/// The demo proxy.toml, listening on a free port, in front of `db_port`,
+/// with an audit log of its own in the temp directory.
 pub fn test_config(db_port: u16) -> Config {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let audit = std::env::temp_dir().join(format!(
+        "sqlguard-test-audit-{}-{n}.log",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&audit);
     let overrides = Overrides {
+        audit_log: Some(audit),
         listen: Some("127.0.0.1:0".into()),
         metrics_listen: Some("127.0.0.1:0".into()),
         backend_url: Some(format!("mysql://sqlguard@127.0.0.1:{db_port}/shop")),
