@@ -262,17 +262,25 @@ async fn demo(listen: Option<String>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn check(config_path: &Path, user: &str, sql: Option<String>) -> anyhow::Result<i32> {
+/// The config for commands that do not connect (`check`, `test-policy`):
+/// no backend password needed. Problems are printed; `None` means exit 2.
+fn load_offline(path: &Path) -> Option<Config> {
     let overrides = Overrides {
         skip_backend_password: true,
         ..Overrides::default()
     };
-    let config = match config::load(config_path, &overrides) {
-        Ok(c) => c,
+    match config::load(path, &overrides) {
+        Ok(c) => Some(c),
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(2);
+            None
         }
+    }
+}
+
+fn check(config_path: &Path, user: &str, sql: Option<String>) -> anyhow::Result<i32> {
+    let Some(config) = load_offline(config_path) else {
+        return Ok(2);
     };
     let Some(user) = config.users.iter().find(|u| u.name == user) else {
         eprintln!("error: no user {user:?} in {}", config_path.display());
@@ -379,16 +387,8 @@ fn test_policy(config_path: &Path, bless: bool, mut names: Vec<String>) -> anyho
         .unwrap_or(Path::new("."));
     let policy_dir = dir.join("policies");
     if names.is_empty() {
-        let overrides = Overrides {
-            skip_backend_password: true,
-            ..Overrides::default()
-        };
-        let config = match config::load(config_path, &overrides) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(2);
-            }
+        let Some(config) = load_offline(config_path) else {
+            return Ok(2);
         };
         for user in &config.users {
             if !names.contains(&user.policy.name) {

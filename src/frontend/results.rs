@@ -49,11 +49,7 @@ pub async fn run_text_query(
             return write_error(explain(BackendError::from_statement(e), lookups), 0, out).await;
         }
     };
-    let outcome = if result.columns_ref().is_empty() {
-        finish_ok(result, out).await?
-    } else {
-        stream_rows(result, RowFormat::Text, status_before, out).await?
-    };
+    let outcome = write_result(result, RowFormat::Text, status_before, out).await?;
     end_response(conn, outcome, out).await
 }
 
@@ -78,12 +74,22 @@ pub async fn run_prepared(
             return write_error(explain(BackendError::from_statement(e), lookups), 0, out).await;
         }
     };
-    let outcome = if result.columns_ref().is_empty() {
-        finish_ok(result, out).await?
-    } else {
-        stream_rows(result, RowFormat::Binary, status_before, out).await?
-    };
+    let outcome = write_result(result, RowFormat::Binary, status_before, out).await?;
     end_response(conn, outcome, out).await
+}
+
+/// Rows or an OK, whichever the backend answered.
+async fn write_result<P: Protocol>(
+    result: QueryResult<'_, '_, P>,
+    format: RowFormat,
+    status_before: u16,
+    out: &mut ResponseWriter,
+) -> io::Result<Finished> {
+    if result.columns_ref().is_empty() {
+        finish_ok(result, out).await
+    } else {
+        stream_rows(result, format, status_before, out).await
+    }
 }
 
 async fn end_response(
