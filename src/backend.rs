@@ -48,6 +48,15 @@ impl BackendError {
         }
     }
 
+    /// MariaDB's error code, or 0 when there was no answer (no connection,
+    /// connection lost): the `code` of `sqlguard_backend_errors_total`.
+    pub fn code(&self) -> u16 {
+        match self {
+            BackendError::Server { code, .. } => *code,
+            _ => 0,
+        }
+    }
+
     /// Whether the pinned connection must be thrown away after this error.
     pub fn breaks_connection(&self) -> bool {
         !matches!(self, BackendError::Server { .. })
@@ -66,6 +75,8 @@ fn short_reason(error: &mysql_async::Error) -> String {
 #[derive(Clone)]
 pub struct Backend {
     pool: Pool,
+    /// The pool's options, for connections outside it (readiness checks).
+    opts: Opts,
     database: Arc<str>,
     connect_timeout: Duration,
 }
@@ -97,8 +108,10 @@ impl Backend {
             // shared cache would hand one backend statement to two client ids.
             .stmt_cache_size(0)
             .tcp_nodelay(true);
+        let opts = Opts::from(opts);
         Backend {
-            pool: Pool::new(Opts::from(opts)),
+            pool: Pool::new(opts.clone()),
+            opts,
             database: config.database.as_str().into(),
             connect_timeout: config.connect_timeout,
         }
@@ -119,6 +132,24 @@ impl Backend {
                 self.connect_timeout
             ))),
         }
+    }
+
+    /// A connection outside the pool (same options and setup), within the
+    /// connect timeout: readiness checks must work when the pool is full.
+    pub async fn connect_unpooled(&self) -> Result<Conn, BackendError> {
+        match tokio::time::timeout(self.connect_timeout, Conn::new(self.opts.clone())).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(BackendError::Unavailable(short_reason(&e))),
+            Err(_) => Err(BackendError::Unavailable(format!(
+                "no connection within {:?}",
+                self.connect_timeout
+            ))),
+        }
+    }
+
+    /// The pool's own gauges (open, idle, in use), read by /metrics.
+    pub fn pool_metrics(&self) -> Arc<mysql_async::Metrics> {
+        self.pool.metrics()
     }
 
     /// `SELECT VERSION()`, e.g. `10.11.19-MariaDB-0+deb12u1`.

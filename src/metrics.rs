@@ -1,326 +1,525 @@
-//! Prometheus metrics (names from DESIGN.md "Metrics") and the small HTTP
-//! endpoint that serves them: `GET /metrics`, `GET /healthz` (alive) and
-//! `GET /readyz` (the backend answers). Written by hand: a few counters,
-//! gauges and histograms need no framework.
+//! The Prometheus metrics of one proxy (families of DESIGN.md "Metrics"), in a
+//! registry of its own so several proxies in one process never collide.
+//! `metrics/http.rs` serves them with `/healthz` and `/readyz`.
+//!
+//! Label values are bounded: users come from the configuration (anything else
+//! is counted as [`UNKNOWN_USER`]), kinds and rules from fixed lists, backend
+//! codes from a bounded range. The per-statement path resolves label handles
+//! once per session ([`UserMetrics`]) and then only touches atomics.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+mod http;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+pub use http::{bind, serve};
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use prometheus::core::Collector;
+use prometheus::proto::{Counter, Metric, MetricFamily, MetricType};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::audit::{AuditLog, Entry};
-use crate::backend::Backend;
+use crate::config::UserConfig;
+use crate::guard::{Rule, StatementKind};
 
-/// Seconds; from a fast point select (~100 µs) to a statement near the timeout.
-const BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0,
+/// Seconds, for a proxy: from a cached point select through the proxy
+/// (~50 µs of guard time) to a statement near a typical query timeout.
+pub const BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
 ];
 
-#[derive(Debug, Clone, Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+/// The `user` label for a name that is not a configured user (e.g. a failed
+/// login with a made-up name): one fixed series, not one per name sent.
+pub const UNKNOWN_USER: &str = "(unknown)";
+/// The `rule` label for a rule name outside `Rule::ALL` (never expected).
+const OTHER_RULE: &str = "(other)";
+/// The `code` label for backend codes outside MariaDB's error range.
+const OTHER_CODE: &str = "other";
+
+/// Statement kinds, in label order (`StatementKind::name()` gives the label).
+const KINDS: [StatementKind; 13] = [
+    StatementKind::Select,
+    StatementKind::Insert,
+    StatementKind::Update,
+    StatementKind::Delete,
+    StatementKind::Replace,
+    StatementKind::Ddl,
+    StatementKind::Transaction,
+    StatementKind::Set,
+    StatementKind::Show,
+    StatementKind::Use,
+    StatementKind::Privilege,
+    StatementKind::Other,
+    StatementKind::Unknown,
+];
+const UNKNOWN_KIND: usize = 12;
+const DECISIONS: [&str; 3] = ["allow", "deny", "error"];
+
+/// The text exposition format served on /metrics.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn kind_index(kind: &str) -> usize {
+    KINDS
+        .iter()
+        .position(|k| k.name() == kind)
+        .unwrap_or(UNKNOWN_KIND)
 }
 
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS.len()];
-        }
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if seconds <= *le {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += seconds;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (i, le) in BUCKETS.iter().enumerate() {
-            let n = self.counts.get(i).copied().unwrap_or(0);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+fn decision_index(decision: &str) -> usize {
+    match decision {
+        "allow" => 0,
+        "deny" => 1,
+        // Anything else is not an allow or a deny; count it as an error.
+        _ => 2,
     }
 }
 
-#[derive(Default)]
-struct Series {
-    queries: BTreeMap<(String, &'static str, &'static str), u64>,
-    denied: BTreeMap<(String, &'static str), u64>,
-    query_duration: BTreeMap<&'static str, Histogram>,
-    guard_duration: Histogram,
-    backend_duration: Histogram,
-    backend_errors: BTreeMap<u16, u64>,
+/// `Rule::ALL` index, or one past it for a name not in the list.
+fn rule_index(rule: &str) -> usize {
+    Rule::ALL
+        .iter()
+        .position(|r| r.name() == rule)
+        .unwrap_or(Rule::ALL.len())
+}
+
+fn rule_label(index: usize) -> &'static str {
+    Rule::ALL.get(index).map_or(OTHER_RULE, |r| r.name())
+}
+
+/// Bounded `code` label: 0 (connection), MariaDB's error codes, or `other`.
+fn code_label(code: u16) -> std::borrow::Cow<'static, str> {
+    match code {
+        0 | 1000..=4999 => code.to_string().into(),
+        _ => OTHER_CODE.into(),
+    }
+}
+
+/// The series of one user, resolved on first use and then kept: a session
+/// holds this so a statement costs a few atomic increments, no map lookup
+/// and no label allocation.
+pub struct UserMetrics {
+    name: Arc<str>,
+    queries_vec: IntCounterVec,
+    denied_vec: IntCounterVec,
+    queries: [[OnceLock<IntCounter>; DECISIONS.len()]; KINDS.len()],
+    /// `Rule::ALL` order, plus one slot for an unknown rule name.
+    denied: Box<[OnceLock<IntCounter>]>,
+}
+
+impl UserMetrics {
+    fn new(name: &str, queries_vec: &IntCounterVec, denied_vec: &IntCounterVec) -> UserMetrics {
+        UserMetrics {
+            name: name.into(),
+            queries_vec: queries_vec.clone(),
+            denied_vec: denied_vec.clone(),
+            queries: Default::default(),
+            denied: (0..=Rule::ALL.len()).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// The `user` label of these series.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn query(&self, kind: usize, decision: usize) -> &IntCounter {
+        self.queries[kind][decision].get_or_init(|| {
+            self.queries_vec.with_label_values(&[
+                &*self.name,
+                KINDS[kind].name(),
+                DECISIONS[decision],
+            ])
+        })
+    }
+
+    fn denial(&self, rule: usize) -> &IntCounter {
+        self.denied[rule].get_or_init(|| {
+            self.denied_vec
+                .with_label_values(&[&*self.name, rule_label(rule)])
+        })
+    }
 }
 
 /// Every metric of one proxy.
-#[derive(Default)]
 pub struct Metrics {
-    series: Mutex<Series>,
-    pub client_connections: AtomicI64,
-    pub pinned_backend_connections: AtomicI64,
+    registry: Registry,
+    queries: IntCounterVec,
+    denied: IntCounterVec,
+    /// `KINDS` order.
+    query_duration: Vec<Histogram>,
+    guard_duration: Histogram,
+    backend_duration: Histogram,
+    /// Open client connections (see [`GaugeGuard`]).
+    pub client_connections: IntGauge,
+    /// Backend connections pinned by sessions (`state="pinned"`).
+    pub pinned_backend_connections: IntGauge,
+    backend_connections: IntGaugeVec,
+    backend_errors: IntCounterVec,
+    users: RwLock<HashMap<String, Arc<UserMetrics>>>,
+    unknown_user: Arc<UserMetrics>,
 }
 
-/// Keeps a gauge raised while alive.
-pub struct GaugeGuard<'a>(&'a AtomicI64);
-
-impl<'a> GaugeGuard<'a> {
-    pub fn new(gauge: &'a AtomicI64) -> Self {
-        gauge.fetch_add(1, Ordering::Relaxed);
-        GaugeGuard(gauge)
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
     }
 }
 
-impl Drop for GaugeGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+/// Registers a collector built from constant, valid options; a failure here
+/// is a programming error caught by every test that builds `Metrics`.
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    if let Err(e) = registry.register(Box::new(collector.clone())) {
+        tracing::error!(error = %e, "metric registration failed");
     }
+    collector
 }
 
-/// Label values are escaped as the text format requires.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn histogram_opts(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(BUCKETS.to_vec())
+}
+
+/// `prometheus` only fails on invalid names, label counts or buckets, which
+/// are all constants here (the unit tests build every family).
+macro_rules! constant {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => unreachable!("constant metric definition rejected: {e}"),
+        }
+    };
 }
 
 impl Metrics {
-    /// Counts one finished statement (called with its audit entry).
-    pub fn observe(&self, entry: &Entry, guard_us: Option<u64>, backend_code: Option<u16>) {
-        let mut s = match self.series.lock() {
-            Ok(s) => s,
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let queries = register(
+            &registry,
+            constant!(IntCounterVec::new(
+                Opts::new(
+                    "sqlguard_queries_total",
+                    "Statements handled, by user, kind and decision."
+                ),
+                &["user", "kind", "decision"],
+            )),
+        );
+        let denied = register(
+            &registry,
+            constant!(IntCounterVec::new(
+                Opts::new(
+                    "sqlguard_denied_total",
+                    "Statements refused, by user and rule."
+                ),
+                &["user", "rule"],
+            )),
+        );
+        let query_duration_vec = register(
+            &registry,
+            constant!(HistogramVec::new(
+                histogram_opts(
+                    "sqlguard_query_duration_seconds",
+                    "Whole statement, from command to answer, by kind."
+                ),
+                &["kind"],
+            )),
+        );
+        let query_duration = KINDS
+            .iter()
+            .map(|k| query_duration_vec.with_label_values(&[k.name()]))
+            .collect();
+        let guard_duration = register(
+            &registry,
+            constant!(Histogram::with_opts(histogram_opts(
+                "sqlguard_guard_duration_seconds",
+                "Parse, check, rewrite and serialize."
+            ))),
+        );
+        let backend_duration = register(
+            &registry,
+            constant!(Histogram::with_opts(histogram_opts(
+                "sqlguard_backend_duration_seconds",
+                "Time in the database, including streaming the result to the client."
+            ))),
+        );
+        let client_connections = register(
+            &registry,
+            constant!(IntGauge::new(
+                "sqlguard_client_connections",
+                "Open client connections."
+            )),
+        );
+        let backend_connections = register(
+            &registry,
+            constant!(IntGaugeVec::new(
+                Opts::new(
+                    "sqlguard_backend_connections",
+                    "Backend connections: open (all), idle (in the pool), in_use (checked \
+                     out of the pool), pinned (held by client sessions, part of in_use)."
+                ),
+                &["state"],
+            )),
+        );
+        let pinned_backend_connections = backend_connections.with_label_values(&["pinned"]);
+        for state in ["open", "idle", "in_use"] {
+            backend_connections.with_label_values(&[state]);
+        }
+        let backend_errors = register(
+            &registry,
+            constant!(IntCounterVec::new(
+                Opts::new(
+                    "sqlguard_backend_errors_total",
+                    "Errors from the database, by MariaDB code (0: no connection or connection lost)."
+                ),
+                &["code"],
+            )),
+        );
+        // Always present (alerts on connection errors need a zero to start from).
+        backend_errors.with_label_values(&["0"]);
+        let build_info = register(
+            &registry,
+            constant!(IntGaugeVec::new(
+                Opts::new("sqlguard_build_info", "Always 1; the running version."),
+                &["version"],
+            )),
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        if let Err(e) = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::error!(error = %e, "process metrics registration failed");
+        }
+        let unknown_user = Arc::new(UserMetrics::new(UNKNOWN_USER, &queries, &denied));
+        Metrics {
+            registry,
+            queries,
+            denied,
+            query_duration,
+            guard_duration,
+            backend_duration,
+            client_connections,
+            pinned_backend_connections,
+            backend_connections,
+            backend_errors,
+            users: RwLock::new(HashMap::new()),
+            unknown_user,
+        }
+    }
+
+    /// The series of a configured user (a `UserConfig` only comes from a
+    /// validated configuration, so the label set stays bounded).
+    pub fn user(&self, user: &UserConfig) -> Arc<UserMetrics> {
+        if let Some(found) = self.find_user(&user.name) {
+            return found;
+        }
+        let mut users = match self.users.write() {
+            Ok(users) => users,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *s.queries
-            .entry((entry.user.clone(), entry.kind, entry.decision))
-            .or_default() += 1;
-        if let Some(rule) = entry.rule {
-            if entry.decision == "deny" {
-                *s.denied.entry((entry.user.clone(), rule)).or_default() += 1;
+        users
+            .entry(user.name.clone())
+            .or_insert_with(|| Arc::new(UserMetrics::new(&user.name, &self.queries, &self.denied)))
+            .clone()
+    }
+
+    fn find_user(&self, name: &str) -> Option<Arc<UserMetrics>> {
+        let users = match self.users.read() {
+            Ok(users) => users,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        users.get(name).cloned()
+    }
+
+    /// Counts one finished statement by the user named in its entry (a name
+    /// no session has registered counts as [`UNKNOWN_USER`]). Sessions use
+    /// [`Metrics::observe_as`] with their cached handles instead.
+    pub fn observe(&self, entry: &Entry, guard_us: Option<u64>, backend_code: Option<u16>) {
+        let user = self
+            .find_user(&entry.user)
+            .unwrap_or_else(|| self.unknown_user.clone());
+        self.observe_as(&user, entry, guard_us, backend_code);
+    }
+
+    /// Counts one finished statement (called with its audit entry).
+    pub fn observe_as(
+        &self,
+        user: &UserMetrics,
+        entry: &Entry,
+        guard_us: Option<u64>,
+        backend_code: Option<u16>,
+    ) {
+        let kind = kind_index(entry.kind);
+        let decision = decision_index(entry.decision);
+        user.query(kind, decision).inc();
+        if decision == 1 {
+            if let Some(rule) = entry.rule {
+                user.denial(rule_index(rule)).inc();
             }
         }
-        s.query_duration
-            .entry(entry.kind)
-            .or_default()
-            .observe(entry.duration_us as f64 / 1e6);
+        if let Some(h) = self.query_duration.get(kind) {
+            h.observe(seconds(entry.duration_us));
+        }
         if let Some(us) = guard_us {
-            s.guard_duration.observe(us as f64 / 1e6);
+            self.guard_duration.observe(seconds(us));
         }
         if let Some(us) = entry.backend_us {
-            s.backend_duration.observe(us as f64 / 1e6);
+            self.backend_duration.observe(seconds(us));
         }
         if let Some(code) = backend_code {
-            *s.backend_errors.entry(code).or_default() += 1;
+            // Rare (an error): the label lookup may allocate.
+            self.backend_errors
+                .with_label_values(&[&*code_label(code)])
+                .inc();
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, audit: &AuditLog) -> String {
-        let s = match self.series.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let mut out = String::with_capacity(4096);
-        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        head(
-            &mut out,
-            "sqlguard_queries_total",
-            "counter",
-            "Statements handled, by user, kind and decision.",
-        );
-        for ((user, kind, decision), n) in &s.queries {
-            let _ = writeln!(
-                out,
-                "sqlguard_queries_total{{user=\"{}\",kind=\"{kind}\",decision=\"{decision}\"}} {n}",
-                escape(user)
-            );
+    /// The Prometheus text exposition. `audit` and `pool` are read at scrape
+    /// time (their counters live where they are counted).
+    pub fn render(&self, audit: &AuditLog, pool: Option<&mysql_async::Metrics>) -> String {
+        if let Some(pool) = pool {
+            use std::sync::atomic::Ordering::Relaxed;
+            let gauge = |state: &str, v: &std::sync::atomic::AtomicUsize| {
+                self.backend_connections
+                    .with_label_values(&[state])
+                    .set(i64::try_from(v.load(Relaxed)).unwrap_or(i64::MAX));
+            };
+            gauge("open", &pool.connection_count);
+            gauge("idle", &pool.connections_in_pool);
+            gauge("in_use", &pool.connections_in_use);
         }
-        head(
-            &mut out,
-            "sqlguard_denied_total",
-            "counter",
-            "Statements refused, by user and rule.",
-        );
-        for ((user, rule), n) in &s.denied {
-            let _ = writeln!(
-                out,
-                "sqlguard_denied_total{{user=\"{}\",rule=\"{rule}\"}} {n}",
-                escape(user)
-            );
-        }
-        head(
-            &mut out,
-            "sqlguard_query_duration_seconds",
-            "histogram",
-            "Whole statement, from command to answer.",
-        );
-        for (kind, h) in &s.query_duration {
-            h.render(
-                &mut out,
-                "sqlguard_query_duration_seconds",
-                &format!("kind=\"{kind}\""),
-            );
-        }
-        head(
-            &mut out,
-            "sqlguard_guard_duration_seconds",
-            "histogram",
-            "Parse, check and rewrite.",
-        );
-        s.guard_duration
-            .render(&mut out, "sqlguard_guard_duration_seconds", "");
-        head(
-            &mut out,
-            "sqlguard_backend_duration_seconds",
-            "histogram",
-            "Time in the database.",
-        );
-        s.backend_duration
-            .render(&mut out, "sqlguard_backend_duration_seconds", "");
-        head(
-            &mut out,
-            "sqlguard_client_connections",
-            "gauge",
-            "Open client connections.",
-        );
-        let _ = writeln!(
-            out,
-            "sqlguard_client_connections {}",
-            self.client_connections.load(Ordering::Relaxed)
-        );
-        head(
-            &mut out,
-            "sqlguard_backend_connections",
-            "gauge",
-            "Backend connections pinned by sessions.",
-        );
-        let _ = writeln!(
-            out,
-            "sqlguard_backend_connections{{state=\"pinned\"}} {}",
-            self.pinned_backend_connections.load(Ordering::Relaxed)
-        );
-        head(
-            &mut out,
-            "sqlguard_backend_errors_total",
-            "counter",
-            "Errors from the database, by MariaDB code (0: connection).",
-        );
-        for (code, n) in &s.backend_errors {
-            let _ = writeln!(out, "sqlguard_backend_errors_total{{code=\"{code}\"}} {n}");
-        }
-        head(
-            &mut out,
+        let mut families = self.registry.gather();
+        families.push(counter_family(
             "sqlguard_audit_records_total",
-            "counter",
             "Audit records written.",
-        );
-        let _ = writeln!(
-            out,
-            "sqlguard_audit_records_total {}",
-            audit.records.load(Ordering::Relaxed)
-        );
-        head(
-            &mut out,
+            audit.records.load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        families.push(counter_family(
             "sqlguard_audit_write_errors_total",
-            "counter",
             "Audit records that could not be written.",
-        );
-        let _ = writeln!(
-            out,
-            "sqlguard_audit_write_errors_total {}",
-            audit.write_errors.load(Ordering::Relaxed)
-        );
-        out
+            audit
+                .write_errors
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
-/// Readiness: a backend connection answers within this.
-const READY_TIMEOUT: Duration = Duration::from_secs(2);
+fn seconds(us: u64) -> f64 {
+    us as f64 / 1e6
+}
 
-/// Serves /metrics, /healthz and /readyz until `shutdown`.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: std::sync::Arc<Metrics>,
-    audit: std::sync::Arc<AuditLog>,
-    backend: Backend,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let (mut stream, _) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(_) => continue,
-            },
-        };
-        let (metrics, audit, backend) = (metrics.clone(), audit.clone(), backend.clone());
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
-            {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("");
-            let (status, body, content_type) = match path {
-                "/metrics" => (
-                    "200 OK",
-                    metrics.render(&audit),
-                    "text/plain; version=0.0.4; charset=utf-8",
-                ),
-                "/healthz" => ("200 OK", "ok\n".to_string(), "text/plain"),
-                "/readyz" => match tokio::time::timeout(READY_TIMEOUT, backend.ping()).await {
-                    Ok(true) if audit.is_healthy() => {
-                        ("200 OK", "ready\n".to_string(), "text/plain")
-                    }
-                    _ => (
-                        "503 Service Unavailable",
-                        "not ready\n".to_string(),
-                        "text/plain",
-                    ),
-                },
-                _ => ("404 Not Found", "not found\n".to_string(), "text/plain"),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
+/// A counter family whose value is kept elsewhere (read at scrape time).
+fn counter_family(name: &str, help: &str, value: u64) -> MetricFamily {
+    let mut counter = Counter::default();
+    counter.set_value(value as f64);
+    let mut metric = Metric::default();
+    metric.set_counter(counter);
+    let mut family = MetricFamily::default();
+    family.set_name(name.to_string());
+    family.set_help(help.to_string());
+    family.set_field_type(MetricType::COUNTER);
+    family.set_metric(vec![metric]);
+    family
+}
+
+/// Keeps a gauge raised while alive.
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    pub fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
     }
 }
 
-/// Binds the metrics address, if one is configured.
-pub async fn bind(address: Option<SocketAddr>) -> std::io::Result<Option<TcpListener>> {
-    match address {
-        Some(addr) => TcpListener::bind(addr).await.map(Some),
-        None => Ok(None),
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(user: &str, kind: &'static str, decision: &'static str) -> Entry {
+        Entry {
+            user: user.into(),
+            kind,
+            decision,
+            duration_us: 120,
+            ..Entry::default()
+        }
+    }
+
+    fn render(m: &Metrics) -> String {
+        let audit = AuditLog::open(None).unwrap();
+        m.render(&audit, None)
+    }
+
+    #[test]
+    fn every_kind_and_rule_has_a_slot() {
+        for (i, k) in KINDS.iter().enumerate() {
+            assert_eq!(kind_index(k.name()), i);
+        }
+        assert_eq!(kind_index("nonsense"), UNKNOWN_KIND);
+        for (i, r) in Rule::ALL.iter().enumerate() {
+            assert_eq!(rule_index(r.name()), i);
+            assert_eq!(rule_label(i), r.name());
+        }
+        assert_eq!(rule_label(rule_index("nonsense")), OTHER_RULE);
+    }
+
+    #[test]
+    fn families_and_labels() {
+        let m = Metrics::new();
+        m.observe(&entry("nobody", "select", "allow"), Some(30), None);
+        let mut denied = entry("nobody", "delete", "deny");
+        denied.rule = Some(Rule::StatementNotAllowed.name());
+        m.observe(&denied, Some(20), None);
+        let mut failed = entry("nobody", "select", "error");
+        failed.backend_us = Some(500);
+        m.observe(&failed, Some(10), Some(1146));
+        m.observe(&failed, Some(10), Some(60000));
+        let text = render(&m);
+        for needle in [
+            "sqlguard_queries_total{decision=\"allow\",kind=\"select\",user=\"(unknown)\"} 1",
+            "sqlguard_queries_total{decision=\"deny\",kind=\"delete\",user=\"(unknown)\"} 1",
+            "sqlguard_denied_total{rule=\"statement_not_allowed\",user=\"(unknown)\"} 1",
+            "sqlguard_query_duration_seconds_count{kind=\"select\"} 3",
+            "sqlguard_query_duration_seconds_bucket{kind=\"select\",le=\"0.00005\"} 0",
+            "sqlguard_query_duration_seconds_bucket{kind=\"select\",le=\"0.00025\"} 3",
+            "sqlguard_guard_duration_seconds_count 4",
+            "sqlguard_backend_duration_seconds_count 2",
+            "sqlguard_backend_errors_total{code=\"1146\"} 1",
+            "sqlguard_backend_errors_total{code=\"other\"} 1",
+            "sqlguard_audit_records_total 0",
+            "sqlguard_audit_write_errors_total 0",
+            "sqlguard_client_connections 0",
+            "sqlguard_backend_connections{state=\"pinned\"} 0",
+            "sqlguard_build_info{version=\"",
+        ] {
+            assert!(text.contains(needle), "{needle} missing:\n{text}");
+        }
+        assert!(!text.contains("nobody"), "an unknown user made a series");
+    }
+
+    #[test]
+    fn two_proxies_in_one_process_do_not_share_series() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.observe(&entry("x", "select", "allow"), None, None);
+        let _guard = GaugeGuard::new(&a.client_connections);
+        assert!(render(&a).contains("sqlguard_client_connections 1"));
+        assert!(render(&b).contains("sqlguard_client_connections 0"));
+        assert!(!render(&b).contains("sqlguard_queries_total{"));
     }
 }

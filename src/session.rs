@@ -9,7 +9,6 @@ pub use prepared::MAX_PREPARED_PER_SESSION;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use mysql_async::Conn;
@@ -23,7 +22,7 @@ use crate::error;
 use crate::frontend::packets::ResponseWriter;
 use crate::frontend::results::{self, Outcome};
 use crate::guard::{self, Decision, SessionContext};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, UserMetrics};
 
 pub struct Session {
     pub conn_id: u32,
@@ -36,14 +35,14 @@ pub struct Session {
     prepared: prepared::PreparedStatements,
     audit: Arc<AuditLog>,
     metrics: Arc<Metrics>,
+    /// This user's series, resolved once per session.
+    user_metrics: Arc<UserMetrics>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         if self.pinned.is_some() {
-            self.metrics
-                .pinned_backend_connections
-                .fetch_sub(1, Ordering::Relaxed);
+            self.metrics.pinned_backend_connections.dec();
         }
     }
 }
@@ -72,7 +71,9 @@ impl Session {
         audit: Arc<AuditLog>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let user_metrics = metrics.user(&user);
         Session {
+            user_metrics,
             conn_id,
             client_addr,
             user,
@@ -133,6 +134,7 @@ impl Session {
                     Ok(conn) => conn,
                     Err(e) => {
                         let client = error::for_backend(&e);
+                        entry.backend_code = Some(e.code());
                         entry.executed_sql = None;
                         entry.message = Some(client.message.clone());
                         self.finish(entry, "error", started);
@@ -173,10 +175,7 @@ impl Session {
         entry.rows = Some(outcome.rows);
         let decision = match &outcome.backend_error {
             Some(e) => {
-                entry.backend_code = Some(match e {
-                    BackendError::Server { code, .. } => *code,
-                    _ => 0,
-                });
+                entry.backend_code = Some(e.code());
                 entry.message = Some(error::for_backend(e).message);
                 "error"
             }
@@ -188,8 +187,12 @@ impl Session {
     fn finish(&self, mut entry: audit::Entry, decision: &'static str, started: Instant) {
         entry.decision = decision;
         entry.duration_us = micros(started);
-        self.metrics
-            .observe(&entry, entry.guard_us, entry.backend_code);
+        self.metrics.observe_as(
+            &self.user_metrics,
+            &entry,
+            entry.guard_us,
+            entry.backend_code,
+        );
         self.audit.write(entry);
     }
 
@@ -216,9 +219,7 @@ impl Session {
         }
         if self.pinned.is_none() {
             self.pinned = Some(self.backend.checkout().await?);
-            self.metrics
-                .pinned_backend_connections
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.pinned_backend_connections.inc();
         }
         self.pinned
             .as_mut()
@@ -229,9 +230,7 @@ impl Session {
     /// pool discards it) and the prepared statements that lived on it.
     fn drop_pinned(&mut self) {
         if self.pinned.take().is_some() {
-            self.metrics
-                .pinned_backend_connections
-                .fetch_sub(1, Ordering::Relaxed);
+            self.metrics.pinned_backend_connections.dec();
         }
         self.prepared.forget_backend();
     }

@@ -459,12 +459,12 @@ async fn metrics_health_and_readiness() {
     }
     assert!(
         body.contains(
-            "sqlguard_queries_total{user=\"clawdbot\",kind=\"select\",decision=\"allow\"}"
+            "sqlguard_queries_total{decision=\"allow\",kind=\"select\",user=\"clawdbot\"}"
         ),
         "{body}"
     );
     assert!(
-        body.contains("sqlguard_denied_total{user=\"clawdbot\",rule=\"statement_not_allowed\"} 1"),
+        body.contains("sqlguard_denied_total{rule=\"statement_not_allowed\",user=\"clawdbot\"} 1"),
         "{body}"
     );
     assert!(body.contains("sqlguard_client_connections 1"), "{body}");

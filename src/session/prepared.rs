@@ -141,6 +141,7 @@ impl Session {
         let statement = match self.prepare_on_backend(&sql, params.len()).await {
             Ok(statement) => statement,
             Err(e) => {
+                entry.backend_code = Some(e.code());
                 let e = error::for_backend(&e);
                 entry.message = Some(e.message.clone());
                 self.finish(entry, "error", started);
