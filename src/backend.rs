@@ -25,6 +25,10 @@ pub enum BackendError {
     /// The pinned connection broke during a statement.
     #[error("connection lost: {0}")]
     ConnectionLost(String),
+    /// The database did not answer within the proxy-side deadline
+    /// (`backend.query_timeout` plus a margin); the connection is discarded.
+    #[error("no answer within backend.query_timeout")]
+    Timeout,
     /// MariaDB answered with an error; forwarded as is.
     #[error("server error {code} ({state}): {message}")]
     Server {
@@ -63,6 +67,30 @@ impl BackendError {
     }
 }
 
+/// MariaDB's own `max_statement_time` (error 1969) should win while the
+/// server is alive; the proxy's deadline only catches a database that does
+/// not answer at all.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long a discarded connection may take to say COM_QUIT before it is
+/// simply dropped (a paused server never answers).
+const DISCARD_WAIT: Duration = Duration::from_secs(2);
+
+/// Awaits `work` (a backend operation) until `deadline`.
+pub async fn within<T>(
+    deadline: Option<tokio::time::Instant>,
+    work: impl std::future::Future<Output = Result<T, mysql_async::Error>>,
+) -> Result<T, BackendError> {
+    let result = match deadline {
+        Some(at) => match tokio::time::timeout_at(at, work).await {
+            Ok(result) => result,
+            Err(_) => return Err(BackendError::Timeout),
+        },
+        None => work.await,
+    };
+    result.map_err(BackendError::from_statement)
+}
+
 fn short_reason(error: &mysql_async::Error) -> String {
     match error {
         mysql_async::Error::Io(e) => format!("I/O error: {e}"),
@@ -79,6 +107,8 @@ pub struct Backend {
     opts: Opts,
     database: Arc<str>,
     connect_timeout: Duration,
+    /// Proxy-side bound on one statement; `None` when `query_timeout` is 0.
+    statement_limit: Option<Duration>,
 }
 
 impl Backend {
@@ -114,6 +144,28 @@ impl Backend {
             opts,
             database: config.database.as_str().into(),
             connect_timeout: config.connect_timeout,
+            statement_limit: (!config.query_timeout.is_zero())
+                .then(|| config.query_timeout + DEADLINE_MARGIN),
+        }
+    }
+
+    /// When a statement starting now must have been answered by.
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.statement_limit
+            .map(|limit| tokio::time::Instant::now() + limit)
+    }
+
+    /// Throws a connection away instead of returning it to the pool: its
+    /// state is unknown (a statement was abandoned mid-way), so it is never
+    /// reset and handed to another session. COM_QUIT is sent in the
+    /// background; if the server does not take it, the socket is just closed.
+    pub fn discard(conn: Conn) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                // On timeout the future drops the Conn, already marked
+                // disconnected, and the pool discards it.
+                let _ = tokio::time::timeout(DISCARD_WAIT, conn.disconnect()).await;
+            });
         }
     }
 
@@ -122,15 +174,34 @@ impl Backend {
         &self.database
     }
 
-    /// A connection for one session to pin.
+    /// A connection for one session to pin. An idle pooled connection may
+    /// have died with its server (killed, restarted) while it waited, so it
+    /// is pinged first and replaced if dead: after an outage the first
+    /// statement of every new session succeeds, without a failed attempt.
     pub async fn checkout(&self) -> Result<Conn, BackendError> {
-        match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(BackendError::Unavailable(short_reason(&e))),
-            Err(_) => Err(BackendError::Unavailable(format!(
-                "no connection within {:?}",
-                self.connect_timeout
-            ))),
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let too_late = || {
+            BackendError::Unavailable(format!("no connection within {:?}", self.connect_timeout))
+        };
+        loop {
+            let mut conn = match tokio::time::timeout_at(deadline, self.pool.get_conn()).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => return Err(BackendError::Unavailable(short_reason(&e))),
+                Err(_) => return Err(too_late()),
+            };
+            match tokio::time::timeout_at(deadline, conn.ping()).await {
+                Ok(Ok(())) => return Ok(conn),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "pooled backend connection was dead");
+                    Backend::discard(conn);
+                }
+                Err(_) => {
+                    // A ping left unanswered: the connection's state is
+                    // unknown, so it must not go back to the pool.
+                    Backend::discard(conn);
+                    return Err(too_late());
+                }
+            }
         }
     }
 

@@ -33,6 +33,9 @@ pub struct ListenConfig {
     pub handshake_timeout: Duration,
     /// A logged-in client that sends nothing for this long is disconnected.
     pub idle_timeout: Duration,
+    /// A response write that makes no progress for this long (the client
+    /// stopped reading) closes the connection.
+    pub write_timeout: Duration,
     /// On SIGTERM/SIGINT, how long running statements may take to finish.
     pub shutdown_grace: Duration,
     pub tls_cert: Option<PathBuf>,
@@ -195,6 +198,9 @@ fn validate(
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
 /// Long enough for a slow client on a bad link, short enough to shed port scanners.
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that reads nothing of its result for this long is gone; its
+/// connection (and the backend connection behind it) is released.
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// MariaDB's own default `max_connections` is 151; the proxy pins one backend
 /// connection per client, so the two should agree.
@@ -232,6 +238,12 @@ fn validate_listen(
         DEFAULT_IDLE_TIMEOUT,
         problems,
     );
+    let write_timeout = duration(
+        "listen.write_timeout",
+        raw.write_timeout,
+        DEFAULT_WRITE_TIMEOUT,
+        problems,
+    );
     let shutdown_grace = duration(
         "listen.shutdown_grace",
         raw.shutdown_grace,
@@ -241,6 +253,7 @@ fn validate_listen(
     for (key, value) in [
         ("listen.handshake_timeout", handshake_timeout),
         ("listen.idle_timeout", idle_timeout),
+        ("listen.write_timeout", write_timeout),
     ] {
         if value.is_zero() {
             problems.push(format!("{key}: must be greater than 0"));
@@ -260,6 +273,7 @@ fn validate_listen(
         max_connections,
         handshake_timeout,
         idle_timeout,
+        write_timeout,
         shutdown_grace,
         tls_cert: raw.tls_cert,
         tls_key: raw.tls_key,

@@ -62,6 +62,13 @@ pub fn for_backend(error: &BackendError) -> ClientError {
                 "sqlguard: the database is unavailable ({reason}); nothing was executed, retry in a moment"
             ),
         },
+        BackendError::Timeout => ClientError {
+            kind: ErrorKind::ER_QUERY_INTERRUPTED,
+            message: "sqlguard: the database did not answer in time (backend.query_timeout); \
+                      the statement was abandoned and its outcome is unknown; the connection \
+                      was closed, so an open transaction was rolled back"
+                .into(),
+        },
         BackendError::ConnectionLost(reason) => ClientError {
             kind: ErrorKind::ER_UNKNOWN_ERROR,
             message: format!(

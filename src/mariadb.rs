@@ -284,6 +284,21 @@ impl PrivateMariaDb {
         }
     }
 
+    /// Freezes the server with SIGSTOP (fault injection: a hung database).
+    /// Connections stay open and nothing answers until [`PrivateMariaDb::resume`].
+    pub async fn pause(&mut self) {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+            send_signal("STOP", pid).await;
+        }
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub async fn resume(&mut self) {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+            send_signal("CONT", pid).await;
+        }
+    }
+
     /// Starts the server again on the same port and data directory (after
     /// [`PrivateMariaDb::kill`] or [`PrivateMariaDb::stop`]; a running server
     /// is stopped first) and waits until it is ready.

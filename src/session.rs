@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mysql_async::Conn;
+use mysql_async::consts::StatusFlags;
 use opensrv_mysql::QueryResultWriter;
 use tokio::io::AsyncWrite;
 
 use crate::audit::{self, AuditLog};
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, within};
 use crate::config::UserConfig;
 use crate::error;
 use crate::frontend::packets::ResponseWriter;
@@ -128,6 +129,7 @@ impl Session {
             }
             Decision::Allow { sql, rewrites, .. } => {
                 let lookups = rewrites.lookups.clone();
+                let deadline = self.backend.deadline();
                 entry.executed_sql = Some(sql.to_string());
                 entry.rewrites = Some(rewrites.describe());
                 let conn = match self.pinned().await {
@@ -142,8 +144,18 @@ impl Session {
                     }
                 };
                 let backend_started = Instant::now();
-                let outcome =
-                    results::run_text_query(conn, sql.as_str(), &lookups, &mut response).await?;
+                let outcome = match results::run_text_query(
+                    conn,
+                    sql.as_str(),
+                    &lookups,
+                    deadline,
+                    &mut response,
+                )
+                .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(e) => return Err(self.client_gone(entry, started, e)),
+                };
                 entry.backend_us = Some(micros(backend_started));
                 self.record_outcome(entry, &outcome, started);
                 self.after_statement(&outcome);
@@ -207,15 +219,27 @@ impl Session {
         if let Some(conn) = self.pinned.as_mut() {
             // A reset also frees the backend's prepared statements.
             self.prepared.forget_backend();
-            if conn.reset().await.is_err() {
+            let deadline = self.backend.deadline();
+            if within(deadline, conn.reset()).await.is_err() {
                 self.drop_pinned();
             }
         }
     }
 
     async fn pinned(&mut self) -> Result<&mut Conn, BackendError> {
-        if self.pinned.as_ref().is_some_and(|c| c.is_disconnected()) {
+        if let Some(conn) = self.pinned.as_ref().filter(|c| c.is_disconnected()) {
+            let in_transaction = conn.last_ok_packet().is_some_and(|ok| {
+                ok.status_flags()
+                    .contains(StatusFlags::SERVER_STATUS_IN_TRANS)
+            });
             self.drop_pinned();
+            if in_transaction {
+                // Running the statement on a fresh connection would let a
+                // COMMIT "succeed" for a transaction that is gone.
+                return Err(BackendError::ConnectionLost(
+                    "it broke during an open transaction".into(),
+                ));
+            }
         }
         if self.pinned.is_none() {
             self.pinned = Some(self.backend.checkout().await?);
@@ -226,13 +250,35 @@ impl Session {
             .ok_or_else(|| BackendError::Unavailable("no connection".into()))
     }
 
-    /// Forgets the pinned connection (dropping a broken Conn is safe: the
-    /// pool discards it) and the prepared statements that lived on it.
+    /// Forgets the pinned connection and the prepared statements that lived
+    /// on it. The connection is closed, never returned to the pool: after a
+    /// failure its state (a half-read result, a statement still running on a
+    /// hung server) is unknown, and it must not reach another session.
     fn drop_pinned(&mut self) {
-        if self.pinned.take().is_some() {
+        if let Some(conn) = self.pinned.take() {
+            Backend::discard(conn);
             self.metrics.pinned_backend_connections.dec();
         }
         self.prepared.forget_backend();
+    }
+
+    /// The client went away (or stopped reading) in the middle of a
+    /// response: the backend connection may still be sending the rest of the
+    /// result, so it is discarded rather than drained and reused.
+    /// The statement is audited as an error (it may have run in full).
+    fn client_gone(
+        &mut self,
+        mut entry: audit::Entry,
+        started: Instant,
+        error: io::Error,
+    ) -> io::Error {
+        tracing::debug!(conn_id = self.conn_id, error = %error, "client gone mid-response");
+        self.drop_pinned();
+        entry.message = Some(format!(
+            "sqlguard: the client connection failed mid-response ({error}); the backend connection was closed"
+        ));
+        self.finish(entry, "error", started);
+        error
     }
 
     fn after_statement(&mut self, outcome: &Outcome) {

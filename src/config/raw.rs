@@ -23,6 +23,7 @@ pub struct RawListen {
     pub max_connections: Option<usize>,
     pub handshake_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub write_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,

@@ -240,7 +240,7 @@ async fn serve_connection(
         listen.idle_timeout,
         shutdown,
     );
-    let socket = SharedSocket(Arc::new(write_half));
+    let socket = SharedSocket::new(Arc::new(write_half), listen.write_timeout);
     let writer = BufWriter::with_capacity(
         WRITE_BUFFER_BYTES,
         GuardedWriter::new(socket.clone(), signals.clone()),

@@ -10,7 +10,9 @@ use mysql_async::prelude::{Protocol, Queryable};
 use mysql_async::{Conn, Params, QueryResult, Statement, Value};
 use opensrv_mysql::{OkResponse, StatusFlags};
 
-use crate::backend::BackendError;
+use tokio::time::Instant;
+
+use crate::backend::{BackendError, within};
 use crate::error;
 use crate::frontend::packets::ResponseWriter;
 use crate::guard::Lookup;
@@ -36,20 +38,21 @@ impl Outcome {
 /// Runs `sql` on `conn` and writes its result (rows, or an OK) to the client.
 /// `Err` only for client I/O errors; backend errors are written to the client
 /// and reported in the [`Outcome`].
+/// Every wait on the backend ends at `deadline` (then the error is
+/// [`BackendError::Timeout`] and the caller must discard the connection).
 pub async fn run_text_query(
     conn: &mut Conn,
     sql: &str,
     lookups: &[Lookup],
+    deadline: Option<Instant>,
     out: &mut ResponseWriter,
 ) -> io::Result<Outcome> {
     let status_before = backend_status(conn);
-    let result = match conn.query_iter(sql).await {
+    let result = match within(deadline, conn.query_iter(sql)).await {
         Ok(result) => result,
-        Err(e) => {
-            return write_error(explain(BackendError::from_statement(e), lookups), 0, out).await;
-        }
+        Err(e) => return write_error(explain(e, lookups), 0, out).await,
     };
-    let outcome = write_result(result, RowFormat::Text, status_before, out).await?;
+    let outcome = write_result(result, RowFormat::Text, status_before, deadline, out).await?;
     end_response(conn, outcome, out).await
 }
 
@@ -60,6 +63,7 @@ pub async fn run_prepared(
     statement: &Statement,
     values: Vec<Value>,
     lookups: &[Lookup],
+    deadline: Option<Instant>,
     out: &mut ResponseWriter,
 ) -> io::Result<Outcome> {
     let status_before = backend_status(conn);
@@ -68,13 +72,11 @@ pub async fn run_prepared(
     } else {
         Params::Positional(values)
     };
-    let result = match conn.exec_iter(statement, params).await {
+    let result = match within(deadline, conn.exec_iter(statement, params)).await {
         Ok(result) => result,
-        Err(e) => {
-            return write_error(explain(BackendError::from_statement(e), lookups), 0, out).await;
-        }
+        Err(e) => return write_error(explain(e, lookups), 0, out).await,
     };
-    let outcome = write_result(result, RowFormat::Binary, status_before, out).await?;
+    let outcome = write_result(result, RowFormat::Binary, status_before, deadline, out).await?;
     end_response(conn, outcome, out).await
 }
 
@@ -83,12 +85,13 @@ async fn write_result<P: Protocol>(
     result: QueryResult<'_, '_, P>,
     format: RowFormat,
     status_before: u16,
+    deadline: Option<Instant>,
     out: &mut ResponseWriter,
 ) -> io::Result<Finished> {
     if result.columns_ref().is_empty() {
-        finish_ok(result, out).await
+        finish_ok(result, deadline, out).await
     } else {
-        stream_rows(result, format, status_before, out).await
+        stream_rows(result, format, status_before, deadline, out).await
     }
 }
 
@@ -148,13 +151,16 @@ async fn stream_rows<P: Protocol>(
     mut result: QueryResult<'_, '_, P>,
     format: RowFormat,
     status_before: u16,
+    deadline: Option<Instant>,
     out: &mut ResponseWriter,
 ) -> io::Result<Finished> {
     let columns = result.columns().unwrap_or_default();
     out.result_header(&columns, status_before).await?;
     let mut count = 0u64;
     loop {
-        match result.next().await {
+        // A result cut short (database killed, deadline) ends with an ERR
+        // packet in place of the terminator, so no client takes it as complete.
+        match within(deadline, result.next()).await {
             Ok(Some(row)) if matches!(format, RowFormat::Binary) => {
                 out.binary_row(&columns, &row).await?;
                 count += 1;
@@ -180,10 +186,7 @@ async fn stream_rows<P: Protocol>(
                 count += 1;
             }
             Ok(None) => break,
-            Err(e) => {
-                let e = BackendError::from_statement(e);
-                return Ok(Finished::error(write_error(e, count, out).await?));
-            }
+            Err(e) => return Ok(Finished::error(write_error(e, count, out).await?)),
         }
     }
     // Any further result set (there is none for a single statement) is
@@ -200,10 +203,10 @@ async fn stream_rows<P: Protocol>(
 /// Consumes a result without rows and keeps its counters.
 async fn finish_ok<P: Protocol>(
     mut result: QueryResult<'_, '_, P>,
+    deadline: Option<Instant>,
     out: &mut ResponseWriter,
 ) -> io::Result<Finished> {
-    if let Err(e) = result.next().await {
-        let e = BackendError::from_statement(e);
+    if let Err(e) = within(deadline, result.next()).await {
         return Ok(Finished::error(write_error(e, 0, out).await?));
     }
     let affected_rows = result.affected_rows();

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use super::Session;
 use crate::audit;
-use crate::backend::BackendError;
+use crate::backend::{BackendError, within};
 use crate::error;
 use crate::frontend::binary::{ExecuteError, parse_execute};
 use crate::frontend::packets::ResponseWriter;
@@ -173,11 +173,11 @@ impl Session {
         sql: &CheckedSql,
         expected_params: usize,
     ) -> Result<Statement, BackendError> {
+        let deadline = self.backend.deadline();
         let conn = self.pinned().await?;
-        let statement = match conn.prep(sql.as_str()).await {
+        let statement = match within(deadline, conn.prep(sql.as_str())).await {
             Ok(s) => s,
             Err(e) => {
-                let e = BackendError::from_statement(e);
                 if e.breaks_connection() {
                     self.drop_pinned();
                 }
@@ -316,12 +316,24 @@ impl Session {
             .get(&id)
             .map(|p| p.lookups.clone())
             .unwrap_or_default();
+        let deadline = self.backend.deadline();
         let conn = match self.pinned().await {
             Ok(conn) => conn,
             Err(e) => return out.client_error(&error::for_backend(&e)).await,
         };
-        let outcome =
-            results::run_prepared(conn, &statement, execute.values, &lookups, &mut out).await?;
+        let outcome = match results::run_prepared(
+            conn,
+            &statement,
+            execute.values,
+            &lookups,
+            deadline,
+            &mut out,
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(e) => return Err(self.client_gone(entry, started, e)),
+        };
         entry.backend_us = Some(super::micros(backend_started));
         self.record_outcome(entry, &outcome, started);
         self.after_statement(&outcome);
@@ -332,7 +344,8 @@ impl Session {
     pub async fn close_prepared(&mut self, id: u32) {
         if let Some(prepared) = self.prepared.by_id.remove(&id) {
             if let (Some(statement), Some(conn)) = (prepared.backend, self.pinned.as_mut()) {
-                if conn.close(statement).await.is_err() {
+                let deadline = self.backend.deadline();
+                if within(deadline, conn.close(statement)).await.is_err() {
                     self.drop_pinned();
                 }
             }
