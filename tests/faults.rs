@@ -53,10 +53,8 @@ const BIG_SELECT: &str = "SELECT id, description FROM products WHERE name LIKE '
 /// A proxy config in front of `db_port` with its audit log at a known path.
 fn config_with_audit(db_port: u16, name: &str) -> (Config, PathBuf) {
     let mut config = test_config(db_port);
-    let path = std::env::temp_dir().join(format!(
-        "sqlguard-faults-{}-{name}.log",
-        std::process::id()
-    ));
+    let path =
+        std::env::temp_dir().join(format!("sqlguard-faults-{}-{name}.log", std::process::id()));
     let _ = std::fs::remove_file(&path);
     config.audit.path = Some(path.clone());
     (config, path)
@@ -136,7 +134,10 @@ async fn database_killed_mid_result_mid_query_and_mid_transaction() {
     let mut client = Conn::new(proxy_opts(&proxy, CLAWDBOT)).await.unwrap();
     let mut rows = 0usize;
     let outcome = {
-        let mut result = client.query_iter(BIG_SELECT).await.expect("big select starts");
+        let mut result = client
+            .query_iter(BIG_SELECT)
+            .await
+            .expect("big select starts");
         let first: Option<Row> = result.next().await.expect("first row");
         assert!(first.is_some());
         rows += 1;
@@ -151,7 +152,10 @@ async fn database_killed_mid_result_mid_query_and_mid_transaction() {
         }
     };
     let (code, message) = failed("result cut by kill -9", outcome);
-    assert!(rows < BIG_ROWS, "all {rows} rows arrived: the kill came too late");
+    assert!(
+        rows < BIG_ROWS,
+        "all {rows} rows arrived: the kill came too late"
+    );
     assert_eq!(code, 1105, "{message}");
     assert!(message.contains("lost"), "{message}");
     db.restart().await.expect("restart");
@@ -192,7 +196,10 @@ async fn database_killed_mid_result_mid_query_and_mid_transaction() {
         .query_drop("UPDATE customers SET notes = 'after restart' WHERE id = 1")
         .await
         .expect("the same client after the restart");
-    assert_eq!(notes_of_customer_1(&db).await.as_deref(), Some("after restart"));
+    assert_eq!(
+        notes_of_customer_1(&db).await.as_deref(),
+        Some("after restart")
+    );
 
     // 3. Mid-transaction: an uncommitted UPDATE, kill, COMMIT must fail.
     let mut tx = Conn::new(proxy_opts(&proxy, CLAWDBOT)).await.unwrap();
@@ -208,7 +215,10 @@ async fn database_killed_mid_result_mid_query_and_mid_transaction() {
     });
     assert_eq!(code, 1105, "{message}");
     assert!(message.contains("rolled back"), "{message}");
-    assert_eq!(notes_of_customer_1(&db).await.as_deref(), Some("after restart"));
+    assert_eq!(
+        notes_of_customer_1(&db).await.as_deref(),
+        Some("after restart")
+    );
     let names: Vec<String> = tx
         .query("SELECT name FROM products WHERE status = 'active'")
         .await
@@ -464,7 +474,9 @@ async fn a_thousand_client_aborts_leave_no_dirty_or_leaked_connection() {
             if i % 2 == 0 {
                 raw.query(BIG_SELECT);
                 let mut first = [0u8; 8192];
-                raw.stream.read_exact(&mut first).expect("start of the result");
+                raw.stream
+                    .read_exact(&mut first)
+                    .expect("start of the result");
             } else {
                 raw.execute("START TRANSACTION");
                 raw.execute(&format!(
@@ -570,7 +582,8 @@ async fn slowloris_handshakes_are_cut_at_the_handshake_timeout() {
             .map(|_| {
                 let mut s = TcpStream::connect(addr).expect("connect");
                 let _ = read_packet(&mut s).expect("greeting");
-                s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
                 s
             })
             .collect();
