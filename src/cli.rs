@@ -21,6 +21,10 @@ use crate::mariadb::PrivateMariaDb;
     about = "A guarded SQL proxy for MariaDB: authenticates, checks and rewrites every statement before it reaches the database."
 )]
 pub struct Cli {
+    /// Process log format on stderr (default: `log.format` of the config, else text).
+    /// The level comes from SQLGUARD_LOG or RUST_LOG (default info).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<crate::logging::LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -104,6 +108,10 @@ pub enum Command {
 
 /// Runs a subcommand and returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let log_format = cli.log_format;
+    if !matches!(cli.command, Command::Serve { .. }) {
+        crate::logging::init(log_format.unwrap_or_default());
+    }
     match cli.command {
         Command::Serve {
             config,
@@ -120,6 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 ..Overrides::default()
             };
             let config = load_config(&config, &overrides)?;
+            crate::logging::init(log_format.unwrap_or(config.log.format));
             serve(config).await
         }
         Command::Demo { listen } => demo(listen).await,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::frontend::auth::NativePasswordHash;
+use crate::logging::LogFormat;
 use crate::policy::{Policy, PolicyError};
 
 /// A valid configuration. Every field has been checked.
@@ -21,6 +22,7 @@ pub struct Config {
     pub backend: BackendConfig,
     pub audit: AuditConfig,
     pub metrics: MetricsConfig,
+    pub log: LogConfig,
     pub users: Vec<UserConfig>,
 }
 
@@ -80,6 +82,13 @@ pub struct AuditConfig {
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
     pub address: Option<SocketAddr>,
+}
+
+/// `[log]`: process logs (the audit log is `[audit]`).
+#[derive(Debug, Clone, Default)]
+pub struct LogConfig {
+    /// `text` (default) or `json`; `--log-format` wins.
+    pub format: LogFormat,
 }
 
 #[derive(Debug, Clone)]
@@ -184,12 +193,24 @@ fn validate(
     let metrics = MetricsConfig {
         address: metrics_address.and_then(|a| parse_addr("metrics.address", &a, problems)),
     };
+    let log = LogConfig {
+        format: match raw.log.and_then(|l| l.format) {
+            None => LogFormat::default(),
+            Some(f) => LogFormat::parse(&f).unwrap_or_else(|| {
+                problems.push(format!(
+                    "log.format: must be \"text\" or \"json\" (got {f:?})"
+                ));
+                LogFormat::default()
+            }),
+        },
+    };
     let users = validate_users(raw.users, policy_dir, problems);
     Some(Config {
         listen: listen?,
         backend: backend?,
         audit,
         metrics,
+        log,
         users,
     })
 }
@@ -607,6 +628,18 @@ mod tests {
         let text = GOOD.replace("[listen]", "[listen]\nmax_conections = 3");
         let problems = problems_of(&text).join("\n");
         assert!(problems.contains("max_conections"), "{problems}");
+    }
+
+    #[test]
+    fn log_format() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let load =
+            |text: &str| load_str(text, Path::new("proxy.toml"), &dir, &Overrides::default());
+        assert_eq!(load(GOOD).unwrap().log.format, LogFormat::Text);
+        let json = format!("{GOOD}\n[log]\nformat = \"json\"\n");
+        assert_eq!(load(&json).unwrap().log.format, LogFormat::Json);
+        let bad = problems_of(&format!("{GOOD}\n[log]\nformat = \"xml\"\n")).join("\n");
+        assert!(bad.contains("log.format: must be"), "{bad}");
     }
 
     #[test]

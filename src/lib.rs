@@ -16,6 +16,7 @@
 //! - [`policy`]: `policies/<name>.toml` compiled into what the guard reads.
 //! - [`error`]: the one mapping from errors to MySQL error codes.
 //! - [`metrics`]: Prometheus metrics, /metrics, /healthz and /readyz.
+//! - [`logging`]: process logs (text or JSON) to stderr.
 //! - [`mariadb`]: starts a private `mariadbd` (used by `sqlguard demo` and tests).
 //! - [`cli`]: the command line.
 
@@ -26,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod frontend;
 pub mod guard;
+pub mod logging;
 pub mod mariadb;
 pub mod metrics;
 pub mod policy;

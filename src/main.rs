@@ -2,7 +2,6 @@
 //! runtime, dispatch. No logic lives here.
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// Parsing, checking and dropping an AST recurses; 8 MiB per worker thread
 /// leaves a wide margin over what a 64 KiB statement can need
@@ -10,13 +9,8 @@ use tracing_subscriber::EnvFilter;
 const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 fn main() {
+    // Logging is set up by `cli::run` (`serve` reads `log.format` first).
     let cli = sqlguard::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("SQLGUARD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(WORKER_STACK_BYTES)

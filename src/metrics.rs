@@ -59,6 +59,22 @@ const KINDS: [StatementKind; 13] = [
 const UNKNOWN_KIND: usize = 12;
 const DECISIONS: [&str; 3] = ["allow", "deny", "error"];
 
+/// The families DESIGN.md promises (a contract: dashboards and alerts use
+/// these names). Also served: `sqlguard_backend_up`, `sqlguard_build_info`
+/// and the `process_*` families.
+pub const DESIGN_FAMILIES: &[&str] = &[
+    "sqlguard_queries_total",
+    "sqlguard_denied_total",
+    "sqlguard_query_duration_seconds",
+    "sqlguard_guard_duration_seconds",
+    "sqlguard_backend_duration_seconds",
+    "sqlguard_client_connections",
+    "sqlguard_backend_connections",
+    "sqlguard_backend_errors_total",
+    "sqlguard_audit_records_total",
+    "sqlguard_audit_write_errors_total",
+];
+
 /// The text exposition format served on /metrics.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -157,6 +173,8 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     /// Backend connections pinned by sessions (`state="pinned"`).
     pub pinned_backend_connections: IntGauge,
+    /// 1 when the last readiness check reached the backend (set per scrape).
+    pub backend_up: IntGauge,
     backend_connections: IntGaugeVec,
     backend_errors: IntCounterVec,
     users: RwLock<HashMap<String, Arc<UserMetrics>>>,
@@ -266,6 +284,13 @@ impl Metrics {
         for state in ["open", "idle", "in_use"] {
             backend_connections.with_label_values(&[state]);
         }
+        let backend_up = register(
+            &registry,
+            constant!(IntGauge::new(
+                "sqlguard_backend_up",
+                "1 if the backend answered a ping at the last scrape (cached up to 1 s), else 0."
+            )),
+        );
         let backend_errors = register(
             &registry,
             constant!(IntCounterVec::new(
@@ -304,6 +329,7 @@ impl Metrics {
             backend_duration,
             client_connections,
             pinned_backend_connections,
+            backend_up,
             backend_connections,
             backend_errors,
             users: RwLock::new(HashMap::new()),

@@ -12,6 +12,7 @@ pub struct RawConfig {
     pub backend: Option<RawBackend>,
     pub audit: Option<RawAudit>,
     pub metrics: Option<RawMetrics>,
+    pub log: Option<RawLog>,
     #[serde(default)]
     pub users: Vec<RawUser>,
 }
@@ -49,6 +50,12 @@ pub struct RawAudit {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

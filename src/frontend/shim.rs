@@ -147,7 +147,8 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
             }
             None => {
                 let name = String::from_utf8_lossy(username);
-                tracing::warn!(conn_id = self.conn_id, user = %name, client = %self.client_addr, "login failed");
+                // The name is what the client sent: Debug-quoted, so it cannot forge log lines.
+                tracing::warn!(conn_id = self.conn_id, user = ?name, client = %self.client_addr, "login failed");
                 let e = error::access_denied(
                     &name,
                     &self.client_addr.ip().to_string(),

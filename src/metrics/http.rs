@@ -201,14 +201,18 @@ impl Endpoint {
 
     async fn route(&self, path: &str) -> Response {
         match path {
-            "/metrics" => Response {
-                status: "200 OK",
-                content_type: CONTENT_TYPE,
-                body: self
-                    .metrics
-                    .render(&self.audit, Some(&self.readiness.pool_metrics)),
-                allow: false,
-            },
+            "/metrics" => {
+                let up = self.readiness.backend_answers().await;
+                self.metrics.backend_up.set(i64::from(up));
+                Response {
+                    status: "200 OK",
+                    content_type: CONTENT_TYPE,
+                    body: self
+                        .metrics
+                        .render(&self.audit, Some(&self.readiness.pool_metrics)),
+                    allow: false,
+                }
+            }
             "/healthz" => Response::text("200 OK", "ok"),
             "/readyz" => {
                 let backend = self.readiness.backend_answers().await;
