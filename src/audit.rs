@@ -47,6 +47,10 @@ pub struct Record {
     /// What the guard changed (LIMIT, tenant scope).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rewrites: Option<String>,
+    /// Which policy decided: the first 12 hex digits of the SHA-256 of the
+    /// policy file (changes when a reload brings a new policy).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy_version: Option<String>,
     /// Rows returned or affected.
     pub rows: Option<u64>,
     pub duration_us: u64,
@@ -70,6 +74,7 @@ pub struct Entry {
     pub executed_sql: Option<String>,
     pub params: Option<Vec<String>>,
     pub rewrites: Option<String>,
+    pub policy_version: Option<std::sync::Arc<str>>,
     pub rows: Option<u64>,
     pub duration_us: u64,
     pub backend_us: Option<u64>,
@@ -164,6 +169,7 @@ impl AuditLog {
             executed_sql: entry.executed_sql,
             params: entry.params,
             rewrites: entry.rewrites,
+            policy_version: entry.policy_version.map(|v| v.to_string()),
             rows: entry.rows,
             duration_us: entry.duration_us,
             backend_us: entry.backend_us,

@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::frontend::auth::NativePasswordHash;
+use crate::limits::{self, Limits};
 use crate::logging::LogFormat;
 use crate::policy::{Policy, PolicyError};
+use sha2::{Digest, Sha256};
 
 /// A valid configuration. Every field has been checked.
 #[derive(Debug, Clone)]
@@ -23,7 +25,27 @@ pub struct Config {
     pub audit: AuditConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub limits: LimitsConfig,
     pub users: Vec<UserConfig>,
+    /// Where the config was read from, for a reload (SIGHUP); `None` for
+    /// text loaded from elsewhere (the demo, tests), which cannot be reloaded.
+    pub source: Option<ConfigSource>,
+}
+
+/// The file a config came from and the command-line overrides applied to it.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    pub overrides: Overrides,
+}
+
+/// `[limits]`: the defaults of every user, and the packet cap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitsConfig {
+    /// Users without overrides get these.
+    pub defaults: Limits,
+    /// The largest client command read; a larger one closes the connection.
+    pub max_packet_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +119,11 @@ pub struct UserConfig {
     pub password_hash: NativePasswordHash,
     pub tenant_id: u64,
     pub policy: Arc<Policy>,
+    /// First 12 hex digits of the SHA-256 of the policy file's text: which
+    /// policy a decision used (written to the audit log).
+    pub policy_version: Arc<str>,
+    /// `[limits]` with this user's `[users.limits]` applied.
+    pub limits: Limits,
 }
 
 /// Overrides from the command line (`serve --listen ...`); they win over the file.
@@ -139,7 +166,12 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
     } else {
         dir
     };
-    load_str(&text, path, &dir.join("policies"), overrides)
+    let mut config = load_str(&text, path, &dir.join("policies"), overrides)?;
+    config.source = Some(ConfigSource {
+        path: path.to_path_buf(),
+        overrides: overrides.clone(),
+    });
+    Ok(config)
 }
 
 /// Validates config text; `origin` is only used in messages.
@@ -204,14 +236,17 @@ fn validate(
             }),
         },
     };
-    let users = validate_users(raw.users, policy_dir, problems);
+    let limits = validate_limits(raw.limits, problems);
+    let users = validate_users(raw.users, policy_dir, &limits.defaults, problems);
     Some(Config {
         listen: listen?,
         backend: backend?,
         audit,
         metrics,
         log,
+        limits,
         users,
+        source: None,
     })
 }
 
@@ -377,12 +412,13 @@ fn validate_backend(
 fn validate_users(
     raw: Vec<raw::RawUser>,
     policy_dir: &Path,
+    default_limits: &Limits,
     problems: &mut Vec<String>,
 ) -> Vec<UserConfig> {
     if raw.is_empty() {
         problems.push("users: no [[users]] defined; nobody could log in".into());
     }
-    let mut policies: HashMap<String, Arc<Policy>> = HashMap::new();
+    let mut policies: HashMap<String, (Arc<Policy>, Arc<str>)> = HashMap::new();
     let mut seen = HashMap::new();
     let mut users = Vec::new();
     for (i, user) in raw.into_iter().enumerate() {
@@ -412,8 +448,8 @@ fn validate_users(
         let policy = match policies.get(&user.policy) {
             Some(p) => Some(p.clone()),
             None => match load_policy(policy_dir, &user.policy) {
-                Ok(p) => {
-                    let p = Arc::new(p);
+                Ok((p, version)) => {
+                    let p = (Arc::new(p), Arc::from(version));
                     policies.insert(user.policy.clone(), p.clone());
                     Some(p)
                 }
@@ -423,19 +459,33 @@ fn validate_users(
                 }
             },
         };
-        if let (Some(password_hash), Some(policy)) = (hash, policy) {
+        let limits = match &user.limits {
+            Some(raw) => {
+                if raw.max_packet_bytes.is_some() {
+                    problems.push(format!(
+                        "{key}.limits.max_packet_bytes: only in [limits] (it applies before login)"
+                    ));
+                }
+                merge_limits(&format!("{key}.limits"), raw, default_limits, problems)
+            }
+            None => *default_limits,
+        };
+        if let (Some(password_hash), Some((policy, policy_version))) = (hash, policy) {
             users.push(UserConfig {
                 name: user.name,
                 password_hash,
                 tenant_id: user.tenant_id,
                 policy,
+                policy_version,
+                limits,
             });
         }
     }
     users
 }
 
-fn load_policy(dir: &Path, stem: &str) -> Result<Policy, PolicyError> {
+/// Loads `dir/<stem>.toml` and its version (see [`policy_version`]).
+fn load_policy(dir: &Path, stem: &str) -> Result<(Policy, String), PolicyError> {
     let valid_stem = !stem.is_empty()
         && stem
             .chars()
@@ -443,7 +493,130 @@ fn load_policy(dir: &Path, stem: &str) -> Result<Policy, PolicyError> {
     if !valid_stem {
         return Err(PolicyError::BadName(stem.to_string()));
     }
-    Policy::load(&dir.join(format!("{stem}.toml")))
+    let path = dir.join(format!("{stem}.toml"));
+    let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let policy = Policy::from_toml(stem, &text)
+        .map_err(|problems| PolicyError::Invalid { path, problems })?;
+    Ok((policy, policy_version(&text)))
+}
+
+/// The first 12 hex digits of the SHA-256 of a policy file's text: short
+/// enough to read in a log line, long enough that two edits never collide.
+pub fn policy_version(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    hex::encode(&digest[..6])
+}
+
+/// `[limits]`; every value must be positive (there is no "unlimited").
+fn validate_limits(raw: Option<raw::RawLimits>, problems: &mut Vec<String>) -> LimitsConfig {
+    let raw = raw.unwrap_or_default();
+    let defaults = merge_limits("limits", &raw, &Limits::default(), problems);
+    let max_packet_bytes = positive(
+        "limits.max_packet_bytes",
+        raw.max_packet_bytes,
+        limits::DEFAULT_MAX_PACKET_BYTES as u64,
+        limits::MAX_MAX_PACKET_BYTES as u64,
+        problems,
+    ) as usize;
+    if max_packet_bytes < defaults.max_statement_bytes {
+        problems.push(format!(
+            "limits.max_packet_bytes: {max_packet_bytes} is below limits.max_statement_bytes ({})",
+            defaults.max_statement_bytes
+        ));
+    }
+    LimitsConfig {
+        defaults,
+        max_packet_bytes,
+    }
+}
+
+/// `base` with the values `raw` sets; `section` names the keys in problems.
+fn merge_limits(
+    section: &str,
+    raw: &raw::RawLimits,
+    base: &Limits,
+    problems: &mut Vec<String>,
+) -> Limits {
+    let mut key = |name: &str, value: Option<i64>, default: u64, max: u64| {
+        positive(&format!("{section}.{name}"), value, default, max, problems)
+    };
+    let u32_max = u64::from(u32::MAX);
+    let max_user_connections = key(
+        "max_user_connections",
+        raw.max_user_connections,
+        u64::from(base.max_user_connections),
+        u32_max,
+    ) as u32;
+    let max_concurrent_statements = key(
+        "max_concurrent_statements",
+        raw.max_concurrent_statements,
+        u64::from(base.max_concurrent_statements),
+        u32_max,
+    ) as u32;
+    let statement_burst = key(
+        "statement_burst",
+        raw.statement_burst,
+        u64::from(base.statement_burst),
+        u32_max,
+    ) as u32;
+    let max_statement_bytes = key(
+        "max_statement_bytes",
+        raw.max_statement_bytes,
+        base.max_statement_bytes as u64,
+        crate::guard::MAX_STATEMENT_BYTES as u64,
+    ) as usize;
+    let max_result_rows = key(
+        "max_result_rows",
+        raw.max_result_rows,
+        base.max_result_rows,
+        u64::MAX,
+    );
+    let max_result_bytes = key(
+        "max_result_bytes",
+        raw.max_result_bytes,
+        base.max_result_bytes,
+        u64::MAX,
+    );
+    let statements_per_second = match raw.statements_per_second {
+        None => base.statements_per_second,
+        Some(rate) if rate.is_finite() && rate > 0.0 && rate <= 1e9 => rate,
+        Some(rate) => {
+            problems.push(format!(
+                "{section}.statements_per_second: must be a number above 0 (got {rate})"
+            ));
+            base.statements_per_second
+        }
+    };
+    Limits {
+        max_user_connections,
+        max_concurrent_statements,
+        statements_per_second,
+        statement_burst,
+        max_statement_bytes,
+        max_result_rows,
+        max_result_bytes,
+    }
+}
+
+/// An integer in `1..=max`, or `default` when absent (or invalid, with a problem).
+fn positive(
+    key: &str,
+    value: Option<i64>,
+    default: u64,
+    max: u64,
+    problems: &mut Vec<String>,
+) -> u64 {
+    match value {
+        None => default,
+        Some(v) if v >= 1 && (v as u64) <= max => v as u64,
+        Some(v) => {
+            problems.push(format!("{key}: must be from 1 to {max} (got {v})"));
+            default
+        }
+    }
 }
 
 fn parse_addr(key: &str, value: &str, problems: &mut Vec<String>) -> Option<SocketAddr> {
@@ -640,6 +813,45 @@ mod tests {
         assert_eq!(load(&json).unwrap().log.format, LogFormat::Json);
         let bad = problems_of(&format!("{GOOD}\n[log]\nformat = \"xml\"\n")).join("\n");
         assert!(bad.contains("log.format: must be"), "{bad}");
+    }
+
+    #[test]
+    fn limits_default_and_per_user() {
+        let text = GOOD.replace(
+            "policy = \"clawdbot\"",
+            "policy = \"clawdbot\"\nlimits = { max_user_connections = 2, statements_per_second = 0.5 }",
+        ) + "\n[limits]\nmax_result_rows = 10\nstatement_burst = 4\n";
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let config = load_str(&text, Path::new("proxy.toml"), &dir, &Overrides::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let user = &config.users[0].limits;
+        assert_eq!(user.max_user_connections, 2);
+        assert_eq!(user.statements_per_second, 0.5);
+        // Not overridden: [limits], then the built-in default.
+        assert_eq!(user.max_result_rows, 10);
+        assert_eq!(user.statement_burst, 4);
+        assert_eq!(
+            user.max_concurrent_statements,
+            Limits::default().max_concurrent_statements
+        );
+        assert_eq!(config.users[0].policy_version.len(), 12);
+    }
+
+    #[test]
+    fn bad_limits_name_their_key() {
+        let text = GOOD.replace(
+            "policy = \"clawdbot\"",
+            "policy = \"clawdbot\"\nlimits = { max_concurrent_statements = 0, max_packet_bytes = 5 }",
+        ) + "\n[limits]\nstatements_per_second = -1\nmax_statement_bytes = 100000000\n";
+        let problems = problems_of(&text).join("\n");
+        for key in [
+            "users[0] (clawdbot).limits.max_concurrent_statements",
+            "users[0] (clawdbot).limits.max_packet_bytes",
+            "limits.statements_per_second",
+            "limits.max_statement_bytes",
+        ] {
+            assert!(problems.contains(key), "{key} in {problems}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use opensrv_mysql::ErrorKind;
 
 use crate::backend::BackendError;
 use crate::guard::{Denial, DenyClass};
+use crate::limits::LimitError;
 
 /// What goes into a MySQL ERR packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +99,41 @@ pub fn too_many_connections(max: usize) -> ClientError {
     }
 }
 
+/// A limit of `[limits]` reached (docs/LIMITS in README): MariaDB's own codes
+/// for the same situations, so drivers and operators recognise them.
+pub fn for_limit(limit: &LimitError) -> ClientError {
+    let kind = match limit {
+        // 1203, as MariaDB's max_user_connections.
+        LimitError::Connections { .. } => ErrorKind::ER_TOO_MANY_USER_CONNECTIONS,
+        // 1226, as MariaDB's max_queries_per_hour and friends.
+        LimitError::Concurrency { .. } | LimitError::Rate { .. } => {
+            ErrorKind::ER_USER_LIMIT_REACHED
+        }
+        // 1153, as MariaDB's max_allowed_packet (the connection stays open).
+        LimitError::StatementSize { .. } => ErrorKind::ER_NET_PACKET_TOO_LARGE,
+        // 1104, as MariaDB's max_join_size: the result is too big to send.
+        LimitError::ResultRows { .. } | LimitError::ResultBytes { .. } => {
+            ErrorKind::ER_TOO_BIG_SELECT
+        }
+    };
+    ClientError {
+        kind,
+        message: limit.to_string(),
+    }
+}
+
+/// A user removed from proxy.toml by a reload: their open connections are
+/// refused every statement.
+pub fn user_removed(user: &str) -> ClientError {
+    ClientError {
+        kind: ErrorKind::ER_ACCESS_DENIED_ERROR,
+        message: format!(
+            "sqlguard: user '{user}' no longer exists (removed from the configuration); \
+             nothing was executed, disconnect"
+        ),
+    }
+}
+
 /// The body of an ERR packet (`0xFF`, code, `#`, SQLSTATE, message), for the
 /// places where sqlguard writes packets itself instead of through opensrv.
 pub fn err_packet_payload(error: &ClientError, with_sqlstate: bool) -> Vec<u8> {
@@ -131,6 +167,29 @@ mod tests {
         });
         assert_eq!(e.kind, ErrorKind::ER_UNKNOWN_ERROR);
         assert!(e.message.contains("4025"));
+    }
+
+    #[test]
+    fn limit_codes() {
+        let code = |l: LimitError| for_limit(&l).kind as u16;
+        let user = || "bot".to_string();
+        assert_eq!(
+            code(LimitError::Connections {
+                user: user(),
+                max: 1
+            }),
+            1203
+        );
+        let rate = LimitError::Rate {
+            user: user(),
+            rate: 1.0,
+            burst: 1,
+            retry_ms: 250,
+        };
+        assert!(for_limit(&rate).message.contains("retry after 250 ms"));
+        assert_eq!(code(rate), 1226);
+        assert_eq!(code(LimitError::StatementSize { len: 9, max: 8 }), 1153);
+        assert_eq!(code(LimitError::ResultRows { max: 8 }), 1104);
     }
 
     #[test]

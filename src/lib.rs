@@ -14,6 +14,8 @@
 //! - [`audit`]: the hash-chained JSON-lines audit log, and its reader.
 //! - [`config`]: `proxy.toml` parsed once, at start-up, into validated types.
 //! - [`policy`]: `policies/<name>.toml` compiled into what the guard reads.
+//! - [`limits`]: per-user connection, concurrency, rate, statement and result limits.
+//! - [`registry`]: the users and policies in force, swapped whole on SIGHUP.
 //! - [`error`]: the one mapping from errors to MySQL error codes.
 //! - [`metrics`]: Prometheus metrics, /metrics, /healthz and /readyz.
 //! - [`logging`]: process logs (text or JSON) to stderr.
@@ -27,11 +29,13 @@ pub mod config;
 pub mod error;
 pub mod frontend;
 pub mod guard;
+pub mod limits;
 pub mod logging;
 pub mod mariadb;
 pub mod metrics;
 pub mod policy;
 pub mod policy_tests;
+pub mod registry;
 pub mod session;
 pub mod validate;
 

@@ -94,16 +94,34 @@ fn decision_index(decision: &str) -> usize {
     }
 }
 
-/// `Rule::ALL` index, or one past it for a name not in the list.
+/// Rules outside the guard: `[limits]` and a user removed by a reload.
+const EXTRA_RULES: &[&str] = crate::limits::RULES;
+/// Index of the `(other)` rule slot.
+const OTHER_RULE_INDEX: usize = Rule::ALL.len() + EXTRA_RULES.len();
+
+/// `Rule::ALL` index, then `EXTRA_RULES`, or [`OTHER_RULE_INDEX`].
 fn rule_index(rule: &str) -> usize {
     Rule::ALL
         .iter()
         .position(|r| r.name() == rule)
-        .unwrap_or(Rule::ALL.len())
+        .or_else(|| {
+            EXTRA_RULES
+                .iter()
+                .position(|r| *r == rule)
+                .map(|i| Rule::ALL.len() + i)
+        })
+        .unwrap_or(OTHER_RULE_INDEX)
 }
 
 fn rule_label(index: usize) -> &'static str {
-    Rule::ALL.get(index).map_or(OTHER_RULE, |r| r.name())
+    match Rule::ALL.get(index) {
+        Some(rule) => rule.name(),
+        None => index
+            .checked_sub(Rule::ALL.len())
+            .and_then(|i| EXTRA_RULES.get(i))
+            .copied()
+            .unwrap_or(OTHER_RULE),
+    }
 }
 
 /// Bounded `code` label: 0 (connection), MariaDB's error codes, or `other`.
@@ -133,7 +151,7 @@ impl UserMetrics {
             queries_vec: queries_vec.clone(),
             denied_vec: denied_vec.clone(),
             queries: Default::default(),
-            denied: (0..=Rule::ALL.len()).map(|_| OnceLock::new()).collect(),
+            denied: (0..=OTHER_RULE_INDEX).map(|_| OnceLock::new()).collect(),
         }
     }
 
@@ -179,6 +197,8 @@ pub struct Metrics {
     backend_errors: IntCounterVec,
     users: RwLock<HashMap<String, Arc<UserMetrics>>>,
     unknown_user: Arc<UserMetrics>,
+    /// `sqlguard_config_reloads_total{result="ok"|"error"}` (SIGHUP).
+    config_reloads: [IntCounter; 2],
 }
 
 impl Default for Metrics {
@@ -319,8 +339,23 @@ impl Metrics {
         )) {
             tracing::error!(error = %e, "process metrics registration failed");
         }
+        let config_reloads_vec = register(
+            &registry,
+            constant!(IntCounterVec::new(
+                Opts::new(
+                    "sqlguard_config_reloads_total",
+                    "Reloads of users, policies and limits (SIGHUP), by result (ok, error)."
+                ),
+                &["result"],
+            )),
+        );
+        let config_reloads = [
+            config_reloads_vec.with_label_values(&["ok"]),
+            config_reloads_vec.with_label_values(&["error"]),
+        ];
         let unknown_user = Arc::new(UserMetrics::new(UNKNOWN_USER, &queries, &denied));
         Metrics {
+            config_reloads,
             registry,
             queries,
             denied,
@@ -335,6 +370,11 @@ impl Metrics {
             users: RwLock::new(HashMap::new()),
             unknown_user,
         }
+    }
+
+    /// Counts one configuration reload (`ok` false: refused, the old one serves).
+    pub fn config_reloaded(&self, ok: bool) {
+        self.config_reloads[usize::from(!ok)].inc();
     }
 
     /// The series of a configured user (a `UserConfig` only comes from a

@@ -23,12 +23,21 @@ use crate::error;
 use crate::frontend::packets::ResponseWriter;
 use crate::frontend::results::{self, Outcome};
 use crate::guard::{self, Decision, SessionContext};
+use crate::limits::{ConnectionSlot, LimitError, ResultLimits, StatementPermit};
 use crate::metrics::{Metrics, UserMetrics};
+use crate::registry::Registry;
 
 pub struct Session {
     pub conn_id: u32,
     pub client_addr: SocketAddr,
+    /// As of registry generation `generation`; refreshed between statements.
     pub user: Arc<UserConfig>,
+    registry: Arc<Registry>,
+    generation: u64,
+    /// A reload removed the user: every statement is refused.
+    removed: bool,
+    /// The user's connection slot, and with it their rate and concurrency counters.
+    slot: ConnectionSlot,
     backend: Backend,
     /// Pinned for the session's life, taken on first use; `None` after the
     /// database went away, so the next statement gets a fresh one.
@@ -63,11 +72,30 @@ fn audit_unavailable() -> guard::Denial {
     )
 }
 
+/// A statement refused before the guard (a limit, or the user is gone).
+struct Refusal {
+    rule: &'static str,
+    error: error::ClientError,
+}
+
+impl From<LimitError> for Refusal {
+    fn from(limit: LimitError) -> Self {
+        Refusal {
+            rule: limit.rule(),
+            error: error::for_limit(&limit),
+        }
+    }
+}
+
 impl Session {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         conn_id: u32,
         client_addr: SocketAddr,
         user: Arc<UserConfig>,
+        registry: Arc<Registry>,
+        generation: u64,
+        slot: ConnectionSlot,
         backend: Backend,
         audit: Arc<AuditLog>,
         metrics: Arc<Metrics>,
@@ -78,6 +106,10 @@ impl Session {
             conn_id,
             client_addr,
             user,
+            registry,
+            generation,
+            removed: false,
+            slot,
             backend,
             pinned: None,
             prepared: prepared::PreparedStatements::default(),
@@ -95,6 +127,51 @@ impl Session {
         }
     }
 
+    /// Before every statement: picks up a reload (so a session switches to a
+    /// new policy between statements, never during one), then checks the
+    /// statement size, rate and concurrency limits. The permit is held until
+    /// the statement is done.
+    fn admit(&mut self, statement_bytes: usize) -> Result<StatementPermit, Refusal> {
+        if self.registry.generation() != self.generation {
+            let catalog = self.registry.current();
+            self.generation = catalog.generation;
+            self.removed = match catalog.users.get(&self.user.name) {
+                Some(user) => {
+                    self.user = user.clone();
+                    false
+                }
+                None => true,
+            };
+        }
+        if self.removed {
+            return Err(Refusal {
+                rule: "user_removed",
+                error: error::user_removed(&self.user.name),
+            });
+        }
+        let limits = &self.user.limits;
+        if statement_bytes > limits.max_statement_bytes {
+            return Err(LimitError::StatementSize {
+                len: statement_bytes,
+                max: limits.max_statement_bytes,
+            }
+            .into());
+        }
+        Ok(self.slot.counters().admit(limits)?)
+    }
+
+    /// The registry generation the session's user and policy come from.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn record_refusal(&self, mut entry: audit::Entry, refusal: &Refusal, started: Instant) {
+        tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = refusal.rule, "refused");
+        entry.rule = Some(refusal.rule);
+        entry.message = Some(refusal.error.message.clone());
+        self.finish(entry, "deny", started);
+    }
+
     /// COM_QUERY: guard, then (if allowed) run on the pinned connection,
     /// then the audit record. Denials go through opensrv's `writer`; backend
     /// results are written by `response` (frontend/packets.rs explains why).
@@ -108,6 +185,15 @@ impl Session {
         W: AsyncWrite + Send + Unpin,
     {
         let started = Instant::now();
+        let _permit = match self.admit(sql.len()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                let entry = self.entry("query", sql);
+                self.record_refusal(entry, &refusal, started);
+                let e = refusal.error;
+                return writer.error(e.kind, e.message.as_bytes()).await;
+            }
+        };
         let decision = if self.audit.is_healthy() {
             guard::check(sql, &self.context())
         } else {
@@ -132,6 +218,7 @@ impl Session {
                 let deadline = self.backend.deadline();
                 entry.executed_sql = Some(sql.to_string());
                 entry.rewrites = Some(rewrites.describe());
+                let limits = ResultLimits::of(&self.user.limits);
                 let conn = match self.pinned().await {
                     Ok(conn) => conn,
                     Err(e) => {
@@ -149,6 +236,7 @@ impl Session {
                     sql.as_str(),
                     &lookups,
                     deadline,
+                    limits,
                     &mut response,
                 )
                 .await
@@ -173,6 +261,7 @@ impl Session {
             client_addr: self.client_addr.to_string(),
             command,
             sql: Some(sql.to_string()),
+            policy_version: Some(self.user.policy_version.clone()),
             ..audit::Entry::default()
         }
     }
@@ -185,13 +274,16 @@ impl Session {
 
     fn record_outcome(&self, mut entry: audit::Entry, outcome: &Outcome, started: Instant) {
         entry.rows = Some(outcome.rows);
-        let decision = match &outcome.backend_error {
-            Some(e) => {
-                entry.backend_code = Some(e.code());
-                entry.message = Some(error::for_backend(e).message);
-                "error"
-            }
-            None => "allow",
+        let decision = if let Some(limit) = &outcome.limit {
+            entry.rule = Some(limit.rule());
+            entry.message = Some(limit.to_string());
+            "error"
+        } else if let Some(e) = &outcome.backend_error {
+            entry.backend_code = Some(e.code());
+            entry.message = Some(error::for_backend(e).message);
+            "error"
+        } else {
+            "allow"
         };
         self.finish(entry, decision, started);
     }

@@ -13,6 +13,7 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     pub metrics: Option<RawMetrics>,
     pub log: Option<RawLog>,
+    pub limits: Option<RawLimits>,
     #[serde(default)]
     pub users: Vec<RawUser>,
 }
@@ -65,4 +66,21 @@ pub struct RawUser {
     pub password_hash: String,
     pub tenant_id: u64,
     pub policy: String,
+    /// Overrides of `[limits]` for this user.
+    pub limits: Option<RawLimits>,
+}
+
+/// `[limits]`, and the same keys per user (`[users.limits]`), except
+/// `max_packet_bytes`, which is read before anyone has logged in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_user_connections: Option<i64>,
+    pub max_concurrent_statements: Option<i64>,
+    pub statements_per_second: Option<f64>,
+    pub statement_burst: Option<i64>,
+    pub max_statement_bytes: Option<i64>,
+    pub max_result_rows: Option<i64>,
+    pub max_result_bytes: Option<i64>,
+    pub max_packet_bytes: Option<i64>,
 }

@@ -2,7 +2,6 @@
 //! client gets error 1040), and graceful shutdown — stop accepting, let
 //! running statements finish within `shutdown_grace`, then return.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -18,13 +17,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
 use crate::backend::{Backend, advertised_version};
-use crate::config::{Config, UserConfig};
+use crate::config::Config;
 use crate::error;
 use crate::frontend::auth::ConnectionIds;
 use crate::frontend::packets::SharedSocket;
 use crate::frontend::shim::Shim;
 use crate::frontend::wire::{ConnSignals, GuardedReader, GuardedWriter};
 use crate::metrics::{self, GaugeGuard, Metrics};
+use crate::registry::Registry;
 
 /// What opensrv writes to: buffered (GreptimeDB uses the same 100 KiB), so a
 /// streamed result goes out in large writes, not one syscall per row.
@@ -41,7 +41,8 @@ pub struct Shared {
     pub backend: Backend,
     pub audit: Arc<AuditLog>,
     pub metrics: Arc<Metrics>,
-    pub users: HashMap<String, Arc<UserConfig>>,
+    /// Users, policies and limits in force; swapped whole on SIGHUP.
+    pub registry: Arc<Registry>,
     pub conn_ids: ConnectionIds,
     version: RwLock<String>,
 }
@@ -99,11 +100,7 @@ pub async fn start(config: Config) -> io::Result<RunningProxy> {
     let audit = AuditLog::open(config.audit.path.as_deref())
         .map_err(|e| io::Error::other(e.to_string()))?;
     let backend = Backend::new(&config.backend);
-    let users = config
-        .users
-        .iter()
-        .map(|u| (u.name.clone(), Arc::new(u.clone())))
-        .collect();
+    let registry = Arc::new(Registry::new(&config));
     let metrics_listener = metrics::bind(config.metrics.address).await?;
     let metrics_addr = match &metrics_listener {
         Some(l) => Some(l.local_addr()?),
@@ -113,7 +110,7 @@ pub async fn start(config: Config) -> io::Result<RunningProxy> {
         backend,
         metrics: Arc::new(Metrics::default()),
         audit: Arc::new(audit),
-        users,
+        registry,
         conn_ids: ConnectionIds::default(),
         version: RwLock::new(advertised_version(FALLBACK_BACKEND_VERSION)),
         config,
@@ -129,6 +126,7 @@ pub async fn start(config: Config) -> io::Result<RunningProxy> {
             shutdown.clone(),
         ));
     }
+    tokio::spawn(on_sighup(shared.clone(), shutdown.clone()));
     let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
     tracing::info!(%addr, "sqlguard listening");
     Ok(RunningProxy {
@@ -156,6 +154,48 @@ async fn learn_backend_version(shared: Arc<Shared>, shutdown: CancellationToken)
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(VERSION_RETRY) => {}
         }
+    }
+}
+
+/// The process's one SIGHUP handler: reloads users, policies and limits
+/// (see `registry`). Everything else that should happen on SIGHUP goes here.
+async fn on_sighup(shared: Arc<Shared>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; live reload is off");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hangups.recv() => if got.is_none() { return },
+        }
+        reload(&shared).await;
+    }
+}
+
+/// Reloads users, policies and limits; logs and counts what changed, or why
+/// the old ones keep serving.
+pub async fn reload(shared: &Arc<Shared>) {
+    let registry = shared.registry.clone();
+    let result = tokio::task::spawn_blocking(move || registry.reload()).await;
+    shared.metrics.config_reloaded(matches!(result, Ok(Ok(_))));
+    match result {
+        Ok(Ok(summary)) => tracing::info!(
+            generation = summary.generation,
+            added = ?summary.added,
+            removed = ?summary.removed,
+            changed = ?summary.changed,
+            "configuration reloaded"
+        ),
+        Ok(Err(e)) => tracing::error!(
+            error = %e,
+            "configuration reload failed; the previous users and policies keep serving"
+        ),
+        Err(e) => tracing::error!(error = %e, "configuration reload panicked"),
     }
 }
 
@@ -232,6 +272,7 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let (read_half, write_half) = stream.into_split();
     let signals = Arc::new(ConnSignals::default());
+    signals.set_max_command_bytes(shared.registry.current().limits.max_packet_bytes);
     let listen = &shared.config.listen;
     let reader = GuardedReader::new(
         read_half,

@@ -125,6 +125,8 @@ pub struct ResponseWriter {
     buf: Vec<u8>,
     seq: u8,
     deprecate_eof: bool,
+    /// Payload bytes of every packet so far (the result-size guard reads it).
+    bytes: u64,
 }
 
 impl ResponseWriter {
@@ -136,7 +138,13 @@ impl ResponseWriter {
             buf: Vec::with_capacity(FLUSH_AT + 1024),
             seq,
             deprecate_eof: client_flags & CLIENT_DEPRECATE_EOF != 0,
+            bytes: 0,
         }
+    }
+
+    /// Payload bytes of the response so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Starts a packet; the payload is appended to `self.buf` until `end_packet`.
@@ -150,6 +158,7 @@ impl ResponseWriter {
     /// protocol requires.
     async fn end_packet(&mut self, start: usize) -> io::Result<()> {
         let len = self.buf.len() - start - 4;
+        self.bytes += len as u64;
         if len < MAX_PAYLOAD {
             self.buf[start..start + 3].copy_from_slice(&(len as u32).to_le_bytes()[..3]);
             self.buf[start + 3] = self.seq;

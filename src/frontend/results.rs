@@ -16,6 +16,7 @@ use crate::backend::{BackendError, within};
 use crate::error;
 use crate::frontend::packets::ResponseWriter;
 use crate::guard::Lookup;
+use crate::limits::{LimitError, ResultLimits};
 
 /// What happened to a forwarded statement, for the session (and the audit log).
 #[derive(Debug)]
@@ -24,6 +25,9 @@ pub struct Outcome {
     pub rows: u64,
     /// Set if the backend failed; the client has already been told.
     pub backend_error: Option<BackendError>,
+    /// Set if the result outgrew `max_result_rows`/`max_result_bytes`: the
+    /// client got an error after the rows sent so far, never a complete-looking result.
+    pub limit: Option<LimitError>,
 }
 
 impl Outcome {
@@ -31,6 +35,7 @@ impl Outcome {
         Outcome {
             rows,
             backend_error: Some(error),
+            limit: None,
         }
     }
 }
@@ -45,6 +50,7 @@ pub async fn run_text_query(
     sql: &str,
     lookups: &[Lookup],
     deadline: Option<Instant>,
+    limits: ResultLimits,
     out: &mut ResponseWriter,
 ) -> io::Result<Outcome> {
     let status_before = backend_status(conn);
@@ -52,7 +58,15 @@ pub async fn run_text_query(
         Ok(result) => result,
         Err(e) => return write_error(explain(e, lookups), 0, out).await,
     };
-    let outcome = write_result(result, RowFormat::Text, status_before, deadline, out).await?;
+    let outcome = write_result(
+        result,
+        RowFormat::Text,
+        status_before,
+        deadline,
+        limits,
+        out,
+    )
+    .await?;
     end_response(conn, outcome, out).await
 }
 
@@ -64,6 +78,7 @@ pub async fn run_prepared(
     values: Vec<Value>,
     lookups: &[Lookup],
     deadline: Option<Instant>,
+    limits: ResultLimits,
     out: &mut ResponseWriter,
 ) -> io::Result<Outcome> {
     let status_before = backend_status(conn);
@@ -76,7 +91,15 @@ pub async fn run_prepared(
         Ok(result) => result,
         Err(e) => return write_error(explain(e, lookups), 0, out).await,
     };
-    let outcome = write_result(result, RowFormat::Binary, status_before, deadline, out).await?;
+    let outcome = write_result(
+        result,
+        RowFormat::Binary,
+        status_before,
+        deadline,
+        limits,
+        out,
+    )
+    .await?;
     end_response(conn, outcome, out).await
 }
 
@@ -86,12 +109,13 @@ async fn write_result<P: Protocol>(
     format: RowFormat,
     status_before: u16,
     deadline: Option<Instant>,
+    limits: ResultLimits,
     out: &mut ResponseWriter,
 ) -> io::Result<Finished> {
     if result.columns_ref().is_empty() {
         finish_ok(result, deadline, out).await
     } else {
-        stream_rows(result, format, status_before, deadline, out).await
+        stream_rows(result, format, status_before, deadline, limits, out).await
     }
 }
 
@@ -152,6 +176,7 @@ async fn stream_rows<P: Protocol>(
     format: RowFormat,
     status_before: u16,
     deadline: Option<Instant>,
+    limits: ResultLimits,
     out: &mut ResponseWriter,
 ) -> io::Result<Finished> {
     let columns = result.columns().unwrap_or_default();
@@ -160,7 +185,16 @@ async fn stream_rows<P: Protocol>(
     loop {
         // A result cut short (database killed, deadline) ends with an ERR
         // packet in place of the terminator, so no client takes it as complete.
-        match within(deadline, result.next()).await {
+        let next = within(deadline, result.next()).await;
+        if let Ok(Some(_)) = next {
+            let row_allowed = limits
+                .check_rows(count)
+                .and_then(|()| limits.check_bytes(out.bytes()));
+            if let Err(limit) = row_allowed {
+                return too_big(result, limit, count, deadline, out).await;
+            }
+        }
+        match next {
             Ok(Some(row)) if matches!(format, RowFormat::Binary) => {
                 out.binary_row(&columns, &row).await?;
                 count += 1;
@@ -195,9 +229,29 @@ async fn stream_rows<P: Protocol>(
         outcome: Outcome {
             rows: count,
             backend_error: None,
+            limit: None,
         },
         end: Some(End::Rows),
     })
+}
+
+/// The result outgrew the limits: an error ends the response (so the client
+/// never takes the rows sent as complete), and the rest of the result is
+/// read and discarded so the connection (and its transaction) stays usable.
+async fn too_big<P: Protocol>(
+    result: QueryResult<'_, '_, P>,
+    limit: LimitError,
+    rows: u64,
+    deadline: Option<Instant>,
+    out: &mut ResponseWriter,
+) -> io::Result<Finished> {
+    out.client_error(&error::for_limit(&limit)).await?;
+    let backend_error = within(deadline, result.drop_result()).await.err();
+    Ok(Finished::error(Outcome {
+        rows,
+        backend_error,
+        limit: Some(limit),
+    }))
 }
 
 /// Consumes a result without rows and keeps its counters.
@@ -214,6 +268,7 @@ async fn finish_ok<P: Protocol>(
         outcome: Outcome {
             rows: affected_rows,
             backend_error: None,
+            limit: None,
         },
         end: Some(End::Ok {
             affected_rows,

@@ -17,7 +17,17 @@ use crate::frontend::auth::{NativePasswordHash, SCRAMBLE_LEN, new_scramble};
 use crate::frontend::listener::{ClientWriter, Shared};
 use crate::frontend::packets::{ResponseWriter, SharedSocket};
 use crate::frontend::wire::ConnSignals;
+use crate::limits::ConnectionSlot;
 use crate::session::Session;
+
+/// A successful login, until the session takes it over.
+struct Login {
+    user: Arc<UserConfig>,
+    /// The registry generation `user` was read from.
+    generation: u64,
+    /// The user's connection slot (`max_user_connections`).
+    slot: ConnectionSlot,
+}
 
 /// The only authentication plugin sqlguard offers and accepts.
 const NATIVE_PASSWORD: &str = "mysql_native_password";
@@ -32,7 +42,7 @@ pub struct Shim {
     scramble: [u8; SCRAMBLE_LEN],
     version: String,
     /// Set by `authenticate` (which only gets `&self`).
-    login: OnceLock<Arc<UserConfig>>,
+    login: OnceLock<Login>,
     session: Option<Session>,
     /// Where query responses are written (frontend/packets.rs).
     socket: SharedSocket,
@@ -65,11 +75,14 @@ impl Shim {
     /// command goes through here, so such a connection gets nowhere.
     fn session(&mut self) -> Option<&mut Session> {
         if self.session.is_none() {
-            let user = self.login.get()?.clone();
+            let login = self.login.take()?;
             self.session = Some(Session::new(
                 self.conn_id,
                 self.client_addr,
-                user,
+                login.user,
+                self.shared.registry.clone(),
+                login.generation,
+                login.slot,
                 self.shared.backend.clone(),
                 self.shared.audit.clone(),
                 self.shared.metrics.clone(),
@@ -86,13 +99,14 @@ impl Shim {
         )
     }
 
-    fn check_login(&self, username: &[u8], auth_data: &[u8]) -> Option<Arc<UserConfig>> {
+    fn check_login(&self, username: &[u8], auth_data: &[u8]) -> Option<(Arc<UserConfig>, u64)> {
         let name = std::str::from_utf8(username).ok()?;
-        match self.shared.users.get(name) {
+        let catalog = self.shared.registry.current();
+        match catalog.users.get(name) {
             Some(user) => user
                 .password_hash
                 .verify(&self.scramble, auth_data)
-                .then(|| user.clone()),
+                .then(|| (user.clone(), catalog.generation)),
             None => {
                 // Same work as for a real user, so timing does not reveal names.
                 let _ = NativePasswordHash::of_password(b"").verify(&self.scramble, auth_data);
@@ -138,15 +152,9 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
         } else {
             None
         };
-        match user {
-            Some(user) => {
-                tracing::debug!(conn_id = self.conn_id, user = %user.name, "login");
-                let _ = self.login.set(user);
-                self.signals.set_authenticated();
-                true
-            }
+        let name = String::from_utf8_lossy(username);
+        let refusal = match user {
             None => {
-                let name = String::from_utf8_lossy(username);
                 // The name is what the client sent: Debug-quoted, so it cannot forge log lines.
                 tracing::warn!(conn_id = self.conn_id, user = ?name, client = %self.client_addr, "login failed");
                 let e = error::access_denied(
@@ -154,22 +162,43 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
                     &self.client_addr.ip().to_string(),
                     !auth_data.is_empty(),
                 );
-                self.shared.audit.write(crate::audit::Entry {
-                    conn_id: self.conn_id,
-                    user: name.to_string(),
-                    client_addr: self.client_addr.to_string(),
-                    command: "login",
-                    kind: "login",
-                    decision: "deny",
-                    rule: Some("authentication"),
-                    message: Some(e.message.clone()),
-                    ..crate::audit::Entry::default()
-                });
-                self.signals
-                    .replace_auth_failure(error::err_packet_payload(&e, true));
-                false
+                ("authentication", e)
             }
-        }
+            Some((user, generation)) => {
+                let counters = self.shared.registry.counters.of(&user.name);
+                match counters.connect(&user.limits) {
+                    Ok(slot) => {
+                        tracing::debug!(conn_id = self.conn_id, user = %user.name, "login");
+                        let _ = self.login.set(Login {
+                            user,
+                            generation,
+                            slot,
+                        });
+                        self.signals.set_authenticated();
+                        return true;
+                    }
+                    Err(limit) => {
+                        tracing::warn!(conn_id = self.conn_id, user = %name, client = %self.client_addr, "{limit}");
+                        (limit.rule(), error::for_limit(&limit))
+                    }
+                }
+            }
+        };
+        let (rule, e) = refusal;
+        self.shared.audit.write(crate::audit::Entry {
+            conn_id: self.conn_id,
+            user: name.to_string(),
+            client_addr: self.client_addr.to_string(),
+            command: "login",
+            kind: "login",
+            decision: "deny",
+            rule: Some(rule),
+            message: Some(e.message.clone()),
+            ..crate::audit::Entry::default()
+        });
+        self.signals
+            .replace_auth_failure(error::err_packet_payload(&e, true));
+        false
     }
 
     async fn on_init<'a>(

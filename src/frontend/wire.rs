@@ -7,7 +7,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// One MySQL command may span several 16 MiB packets; a statement is capped at
 /// 64 KiB by the guard, so anything near this size is an attack on memory.
+/// The default of `limits.max_packet_bytes` (ConnSignals::set_max_command_bytes).
 pub const MAX_COMMAND_BYTES: usize = 16 * 1024 * 1024;
 
 const COM_CHANGE_USER: u8 = 0x11;
@@ -58,6 +59,8 @@ pub struct ConnSignals {
     /// starts at the next one.
     command_seq: AtomicU32,
     statement_input: Mutex<StatementInput>,
+    /// `limits.max_packet_bytes`: the largest command (and long data) read.
+    max_command_bytes: AtomicUsize,
 }
 
 impl Default for ConnSignals {
@@ -72,6 +75,7 @@ impl Default for ConnSignals {
             client_flags: AtomicU32::new(0),
             command_seq: AtomicU32::new(0),
             statement_input: Mutex::new(StatementInput::default()),
+            max_command_bytes: AtomicUsize::new(MAX_COMMAND_BYTES),
         }
     }
 }
@@ -169,10 +173,11 @@ impl ConnSignals {
                 let param = u16::from_le_bytes([command[5], command[6]]);
                 let data = &command[7..];
                 input.long_data_bytes += data.len();
-                if input.long_data_bytes > MAX_COMMAND_BYTES {
+                let max = self.max_command_bytes();
+                if input.long_data_bytes > max {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("more than {MAX_COMMAND_BYTES} bytes of long data"),
+                        format!("more than {max} bytes of long data"),
                     ));
                 }
                 input
@@ -188,6 +193,15 @@ impl ConnSignals {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Sets `limits.max_packet_bytes` for this connection (before it starts).
+    pub fn set_max_command_bytes(&self, max: usize) {
+        self.max_command_bytes.store(max, Ordering::Relaxed);
+    }
+
+    fn max_command_bytes(&self) -> usize {
+        self.max_command_bytes.load(Ordering::Relaxed)
     }
 
     pub fn take_reset_request(&self) -> bool {
@@ -269,10 +283,13 @@ impl Framing {
                         self.command_bytes = 0;
                     }
                     self.command_bytes += len;
-                    if self.command_bytes > MAX_COMMAND_BYTES {
+                    let max = signals.max_command_bytes();
+                    if self.command_bytes > max {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
-                            format!("client command larger than {MAX_COMMAND_BYTES} bytes"),
+                            format!(
+                                "client command larger than {max} bytes (limits.max_packet_bytes)"
+                            ),
                         ));
                     }
                     self.payload_left = len;

@@ -22,6 +22,7 @@ use crate::frontend::packets::ResponseWriter;
 use crate::frontend::results;
 use crate::frontend::wire::StatementInput;
 use crate::guard::{self, BoundValue, CheckedSql, Decision, ParamRule, check_bound};
+use crate::limits::ResultLimits;
 
 /// Statements one session may hold open. Each pins memory on the backend,
 /// and MariaDB's `max_prepared_stmt_count` (16382 by default) is shared by
@@ -41,6 +42,9 @@ pub(super) struct Prepared {
     backend: Option<Statement>,
     /// Parameter types from the last execute that sent them.
     types: Vec<(u8, bool)>,
+    /// The registry generation the template was checked under; after a
+    /// reload it is checked again before its next execute.
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -94,6 +98,14 @@ impl Session {
         let started = Instant::now();
         let received = sql;
         let mut entry = self.entry("prepare", received);
+        let _permit = match self.admit(received.len()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                self.record_refusal(entry, &refusal, started);
+                let e = refusal.error;
+                return writer.error(e.kind, e.message.as_bytes()).await;
+            }
+        };
         let decision = if self.audit.is_healthy() {
             guard::check_prepared(received, &self.context())
         } else {
@@ -163,6 +175,7 @@ impl Session {
                 params,
                 backend: Some(statement),
                 types: Vec::new(),
+                generation: self.generation(),
             },
         );
         writer.reply(id, &param_meta, &column_meta).await
@@ -207,6 +220,21 @@ impl Session {
     ) -> io::Result<()> {
         let started = Instant::now();
         let payload = input.execute.take().unwrap_or_default();
+        let _permit = match self.admit(0) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                input.clear_long_data(id);
+                let entry = self.entry("execute", "");
+                self.record_refusal(entry, &refusal, started);
+                return out.client_error(&refusal.error).await;
+            }
+        };
+        if let Err(denial) = self.recheck_after_reload(id).await {
+            input.clear_long_data(id);
+            let entry = self.entry("execute", "");
+            self.record_denial(entry, &denial, started);
+            return out.client_error(&error::for_denial(&denial)).await;
+        }
         if !self.audit.is_healthy() {
             let denial = super::audit_unavailable();
             let entry = self.entry("execute", "");
@@ -273,6 +301,7 @@ impl Session {
             sql: Some(prepared.received.clone()),
             executed_sql: Some(prepared.sql.to_string()),
             params: Some(shown),
+            policy_version: Some(self.user.policy_version.clone()),
             ..audit::Entry::default()
         };
         for (value, rule) in execute.values.iter_mut().zip(&prepared.params) {
@@ -317,6 +346,7 @@ impl Session {
             .map(|p| p.lookups.clone())
             .unwrap_or_default();
         let deadline = self.backend.deadline();
+        let limits = ResultLimits::of(&self.user.limits);
         let conn = match self.pinned().await {
             Ok(conn) => conn,
             Err(e) => return out.client_error(&error::for_backend(&e)).await,
@@ -327,6 +357,7 @@ impl Session {
             execute.values,
             &lookups,
             deadline,
+            limits,
             &mut out,
         )
         .await
@@ -337,6 +368,59 @@ impl Session {
         entry.backend_us = Some(super::micros(backend_started));
         self.record_outcome(entry, &outcome, started);
         self.after_statement(&outcome);
+        Ok(())
+    }
+
+    /// A statement prepared before a reload is checked again under the
+    /// policy now in force: refused if that policy refuses it, prepared again
+    /// on the backend if the rewritten text changed (e.g. a new LIMIT).
+    async fn recheck_after_reload(&mut self, id: u32) -> Result<(), guard::Denial> {
+        let generation = self.generation();
+        let Some(received) = self
+            .prepared
+            .by_id
+            .get(&id)
+            .filter(|p| p.generation != generation)
+            .map(|p| p.received.clone())
+        else {
+            return Ok(());
+        };
+        let (kind, sql, params, lookups) = match guard::check_prepared(&received, &self.context()) {
+            Decision::Allow {
+                kind,
+                sql,
+                params,
+                rewrites,
+            } => (kind, sql, params, rewrites.lookups),
+            Decision::Deny(denial) => return Err(denial),
+            Decision::LocalOk { kind } => {
+                return Err(guard::Denial::new(
+                    guard::Rule::StatementNotAllowed,
+                    kind,
+                    "this statement cannot be prepared",
+                    Some("send it as a text query".into()),
+                ));
+            }
+        };
+        let Some(prepared) = self.prepared.by_id.get_mut(&id) else {
+            return Ok(());
+        };
+        let stale =
+            if prepared.sql.as_str() != sql.as_str() || prepared.params.len() != params.len() {
+                prepared.backend.take()
+            } else {
+                None
+            };
+        prepared.kind = kind;
+        prepared.sql = sql;
+        prepared.params = params;
+        prepared.lookups = lookups;
+        prepared.generation = generation;
+        if let (Some(statement), Some(conn)) = (stale, self.pinned.as_mut()) {
+            if conn.close(statement).await.is_err() {
+                self.drop_pinned();
+            }
+        }
         Ok(())
     }
 

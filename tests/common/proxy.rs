@@ -62,6 +62,11 @@ pub fn repo_path(relative: &str) -> PathBuf {
 /// The demo proxy.toml, listening on a free port, in front of `db_port`,
 /// with an audit log of its own in the temp directory.
 pub fn test_config(db_port: u16) -> Config {
+    config_from_toml(sqlguard::DEMO_PROXY_TOML, db_port)
+}
+
+/// Like [`test_config`], for a variant of the demo proxy.toml (e.g. with limits).
+pub fn config_from_toml(toml: &str, db_port: u16) -> Config {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let audit = std::env::temp_dir().join(format!(
@@ -78,7 +83,7 @@ pub fn test_config(db_port: u16) -> Config {
         ..Overrides::default()
     };
     match config::load_str(
-        sqlguard::DEMO_PROXY_TOML,
+        toml,
         Path::new("proxy.toml"),
         &repo_path("policies"),
         &overrides,
