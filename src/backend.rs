@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
 
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, BackendTls};
 
 /// The `sql_mode` every backend session runs with: MariaDB 10.11's default,
 /// written out so no server-side setting can change how the text sqlguard
@@ -137,6 +137,7 @@ impl Backend {
             // Sessions own their prepared statements and close them; a
             // shared cache would hand one backend statement to two client ids.
             .stmt_cache_size(0)
+            .ssl_opts(config.tls.as_ref().map(ssl_opts))
             .tcp_nodelay(true);
         let opts = Opts::from(opts);
         Backend {
@@ -243,6 +244,23 @@ impl Backend {
 
     pub async fn close(self) {
         let _ = self.pool.disconnect().await;
+    }
+}
+
+/// mysql_async's TLS settings for `backend.tls`: the connection fails unless
+/// the server offers TLS and its certificate chains to the CA (only
+/// `tls_ca` if set, else the Mozilla roots) and names the `backend.url` host.
+/// The `danger_*` switches stay off.
+fn ssl_opts(tls: &BackendTls) -> SslOpts {
+    crate::tls::install_default_provider();
+    let opts = SslOpts::default()
+        .with_danger_accept_invalid_certs(false)
+        .with_danger_skip_domain_validation(false);
+    match &tls.ca_pem {
+        Some(pem) => opts
+            .with_root_certs(vec![pem.clone().into()])
+            .with_disable_built_in_roots(true),
+        None => opts,
     }
 }
 

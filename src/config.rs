@@ -62,8 +62,9 @@ pub struct ListenConfig {
     pub write_timeout: Duration,
     /// On SIGTERM/SIGINT, how long running statements may take to finish.
     pub shutdown_grace: Duration,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
+    /// From `tls_cert` and `tls_key`: clients may switch to TLS (and
+    /// `require_tls` users must).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 #[derive(Clone)]
@@ -79,6 +80,16 @@ pub struct BackendConfig {
     pub connect_timeout: Duration,
     /// Enforced by MariaDB itself (`max_statement_time`); zero means none.
     pub query_timeout: Duration,
+    /// `tls = true`: every backend connection is TLS, and the server's
+    /// certificate is verified (chain and host name); never skipped.
+    pub tls: Option<BackendTls>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendTls {
+    /// PEM of `tls_ca`, the only CA trusted; `None`: the Mozilla roots
+    /// (webpki-roots) for a database with a publicly trusted certificate.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for BackendConfig {
@@ -92,6 +103,7 @@ impl fmt::Debug for BackendConfig {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("query_timeout", &self.query_timeout)
+            .field("tls", &self.tls.as_ref().map(|t| t.ca_pem.is_some()))
             .finish()
     }
 }
@@ -124,6 +136,8 @@ pub struct UserConfig {
     pub policy_version: Arc<str>,
     /// `[limits]` with this user's `[users.limits]` applied.
     pub limits: Limits,
+    /// Log in only over TLS (refused with 1045 over plain TCP).
+    pub require_tls: bool,
 }
 
 /// Overrides from the command line (`serve --listen ...`); they win over the file.
@@ -237,7 +251,14 @@ fn validate(
         },
     };
     let limits = validate_limits(raw.limits, problems);
-    let users = validate_users(raw.users, policy_dir, &limits.defaults, problems);
+    let tls_offered = listen.as_ref().is_some_and(|l| l.tls.is_some());
+    let users = validate_users(
+        raw.users,
+        policy_dir,
+        &limits.defaults,
+        tls_offered,
+        problems,
+    );
     Some(Config {
         listen: listen?,
         backend: backend?,
@@ -315,15 +336,28 @@ fn validate_listen(
             problems.push(format!("{key}: must be greater than 0"));
         }
     }
-    match (&raw.tls_cert, &raw.tls_key) {
-        (Some(_), Some(_)) => problems.push(
-            "listen.tls_cert: TLS is not supported by this build yet; remove tls_cert and tls_key"
-                .into(),
-        ),
-        (Some(_), None) => problems.push("listen.tls_key: missing (tls_cert is set)".into()),
-        (None, Some(_)) => problems.push("listen.tls_cert: missing (tls_key is set)".into()),
-        (None, None) => {}
-    }
+    let tls = match (&raw.tls_cert, &raw.tls_key) {
+        (Some(cert), Some(key)) => match crate::tls::server_config(cert, key) {
+            Ok(config) => Some(config),
+            Err((which, problem)) => {
+                let key = match which {
+                    crate::tls::ServerTlsKey::Cert => "listen.tls_cert",
+                    crate::tls::ServerTlsKey::Key => "listen.tls_key",
+                };
+                problems.push(format!("{key}: {problem}"));
+                None
+            }
+        },
+        (Some(_), None) => {
+            problems.push("listen.tls_key: missing (tls_cert is set)".into());
+            None
+        }
+        (None, Some(_)) => {
+            problems.push("listen.tls_cert: missing (tls_key is set)".into());
+            None
+        }
+        (None, None) => None,
+    };
     Some(ListenConfig {
         address: address?,
         max_connections,
@@ -331,8 +365,7 @@ fn validate_listen(
         idle_timeout,
         write_timeout,
         shutdown_grace,
-        tls_cert: raw.tls_cert,
-        tls_key: raw.tls_key,
+        tls,
     })
 }
 
@@ -397,6 +430,7 @@ fn validate_backend(
         DEFAULT_QUERY_TIMEOUT,
         problems,
     );
+    let tls = validate_backend_tls(raw.tls, raw.tls_ca, problems);
     Some(BackendConfig {
         host: parsed.host,
         port: parsed.port,
@@ -406,13 +440,38 @@ fn validate_backend(
         pool_size,
         connect_timeout,
         query_timeout,
+        tls,
     })
+}
+
+fn validate_backend_tls(
+    tls: Option<bool>,
+    ca: Option<PathBuf>,
+    problems: &mut Vec<String>,
+) -> Option<BackendTls> {
+    match (tls.unwrap_or(false), ca) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            // Fail closed: a CA without `tls = true` reads like TLS was wanted.
+            problems.push("backend.tls_ca: set, but backend.tls is not true".into());
+            None
+        }
+        (true, None) => Some(BackendTls { ca_pem: None }),
+        (true, Some(path)) => match crate::tls::backend_ca(&path) {
+            Ok(pem) => Some(BackendTls { ca_pem: Some(pem) }),
+            Err(problem) => {
+                problems.push(format!("backend.tls_ca: {problem}"));
+                None
+            }
+        },
+    }
 }
 
 fn validate_users(
     raw: Vec<raw::RawUser>,
     policy_dir: &Path,
     default_limits: &Limits,
+    tls_offered: bool,
     problems: &mut Vec<String>,
 ) -> Vec<UserConfig> {
     if raw.is_empty() {
@@ -470,6 +529,12 @@ fn validate_users(
             }
             None => *default_limits,
         };
+        let require_tls = user.require_tls.unwrap_or(false);
+        if require_tls && !tls_offered {
+            problems.push(format!(
+                "{key}.require_tls: listen.tls_cert and listen.tls_key are not set, so this user could never log in"
+            ));
+        }
         if let (Some(password_hash), Some((policy, policy_version))) = (hash, policy) {
             users.push(UserConfig {
                 name: user.name,
@@ -478,6 +543,7 @@ fn validate_users(
                 policy,
                 policy_version,
                 limits,
+                require_tls,
             });
         }
     }
@@ -688,7 +754,13 @@ fn parse_backend_url(url: &str) -> Result<BackendUrl, String> {
     let (authority, database) = rest
         .split_once('/')
         .ok_or("missing /database at the end (sessions are bound to one database)")?;
-    let database = database.split('?').next().unwrap_or_default();
+    if database.contains('?') {
+        // Driver options such as ?ssl-mode=... would be silently ignored.
+        return Err(
+            "options after '?' are not supported; for TLS set backend.tls (and backend.tls_ca)"
+                .into(),
+        );
+    }
     if database.is_empty() {
         return Err("missing /database at the end (sessions are bound to one database)".into());
     }

@@ -91,6 +91,18 @@ pub fn access_denied(user: &str, host: &str, used_password: bool) -> ClientError
     }
 }
 
+/// A `require_tls` user logged in with the right password over plain TCP:
+/// 1045 like any refused login (MariaDB answers REQUIRE SSL accounts the
+/// same way), with the reason, which only a client that knows the password sees.
+pub fn tls_required(user: &str, host: &str) -> ClientError {
+    ClientError {
+        kind: ErrorKind::ER_ACCESS_DENIED_ERROR,
+        message: format!(
+            "sqlguard: Access denied for user '{user}'@'{host}' (using password: YES): this user must connect with TLS (e.g. mariadb --ssl, mysql2 ssl option)"
+        ),
+    }
+}
+
 /// `listen.max_connections` reached: 1040.
 pub fn too_many_connections(max: usize) -> ClientError {
     ClientError {

@@ -19,6 +19,7 @@
 //! - [`error`]: the one mapping from errors to MySQL error codes.
 //! - [`metrics`]: Prometheus metrics, /metrics, /healthz and /readyz.
 //! - [`logging`]: process logs (text or JSON) to stderr.
+//! - [`tls`]: certificates and keys for client and backend TLS, loaded at start-up.
 //! - [`mariadb`]: starts a private `mariadbd` (used by `sqlguard demo` and tests).
 //! - [`cli`]: the command line.
 
@@ -37,6 +38,7 @@ pub mod policy;
 pub mod policy_tests;
 pub mod registry;
 pub mod session;
+pub mod tls;
 pub mod validate;
 
 /// The demo schema and data (two tenants), loaded by `sqlguard demo` and the tests.

@@ -147,6 +147,8 @@ pub struct PrivateMariaDb {
     /// The server process; `None` after [`PrivateMariaDb::kill`] or
     /// [`PrivateMariaDb::stop`].
     child: Option<Child>,
+    /// Options added to every launch (e.g. `--ssl-cert=...` for TLS tests).
+    extra_args: Vec<String>,
 }
 
 impl std::fmt::Debug for PrivateMariaDb {
@@ -164,6 +166,12 @@ impl PrivateMariaDb {
     /// 127.0.0.1:<random free port>; returns once it accepts connections.
     /// `root@127.0.0.1` and `root@localhost` have an empty password.
     pub async fn start() -> Result<PrivateMariaDb, LaunchError> {
+        Self::start_with_args(Vec::new()).await
+    }
+
+    /// [`PrivateMariaDb::start`] with extra `mariadbd` options, kept for
+    /// restarts, e.g. `--ssl-cert=PATH`, `--ssl-key=PATH`, `--ssl-ca=PATH`.
+    pub async fn start_with_args(extra_args: Vec<String>) -> Result<PrivateMariaDb, LaunchError> {
         let mariadbd =
             find_binary("mariadbd").ok_or(LaunchError::NotInstalled { binary: "mariadbd" })?;
         let install_db = find_binary("mariadb-install-db").ok_or(LaunchError::NotInstalled {
@@ -178,6 +186,7 @@ impl PrivateMariaDb {
             port: 0,
             mariadbd,
             child: None,
+            extra_args,
         };
         db.install(&install_db).await?;
 
@@ -440,7 +449,8 @@ impl PrivateMariaDb {
             .arg("--innodb-buffer-pool-size=32M")
             .arg("--innodb-log-file-size=8M")
             .arg("--innodb-flush-log-at-trx-commit=2")
-            .arg("--innodb-doublewrite=0");
+            .arg("--innodb-doublewrite=0")
+            .args(&self.extra_args);
         if running_as_root() {
             // mariadbd refuses to run as root unless told to.
             cmd.arg("--user=root");

@@ -39,6 +39,8 @@ pub struct RawBackend {
     pub pool_size: Option<usize>,
     pub connect_timeout: Option<String>,
     pub query_timeout: Option<String>,
+    pub tls: Option<bool>,
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +68,7 @@ pub struct RawUser {
     pub password_hash: String,
     pub tenant_id: u64,
     pub policy: String,
+    pub require_tls: Option<bool>,
     /// Overrides of `[limits]` for this user.
     pub limits: Option<RawLimits>,
 }

@@ -12,6 +12,7 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,8 +21,8 @@ use crate::backend::{Backend, advertised_version};
 use crate::config::Config;
 use crate::error;
 use crate::frontend::auth::ConnectionIds;
-use crate::frontend::packets::SharedSocket;
 use crate::frontend::shim::Shim;
+use crate::frontend::socket::{ClientSocket, SharedSocket};
 use crate::frontend::wire::{ConnSignals, GuardedReader, GuardedWriter};
 use crate::metrics::{self, GaugeGuard, Metrics};
 use crate::registry::Registry;
@@ -270,18 +271,24 @@ async fn serve_connection(
 ) {
     let _connected = GaugeGuard::new(&shared.metrics.client_connections);
     let _ = stream.set_nodelay(true);
-    let (read_half, write_half) = stream.into_split();
+    let client = ClientSocket::new(stream);
     let signals = Arc::new(ConnSignals::default());
     signals.set_max_command_bytes(shared.registry.current().limits.max_packet_bytes);
     let listen = &shared.config.listen;
-    let reader = GuardedReader::new(
-        read_half,
+    let socket = SharedSocket::new(client.clone(), listen.write_timeout);
+    let mut reader = GuardedReader::new(
+        socket.clone(),
         signals.clone(),
         listen.handshake_timeout,
         listen.idle_timeout,
         shutdown,
     );
-    let socket = SharedSocket::new(Arc::new(write_half), listen.write_timeout);
+    if let Some(tls) = &listen.tls {
+        let acceptor = TlsAcceptor::from(tls.clone());
+        reader = reader.with_tls(Box::new(move |received| {
+            Box::pin(client.start_tls(acceptor, received))
+        }));
+    }
     let writer = BufWriter::with_capacity(
         WRITE_BUFFER_BYTES,
         GuardedWriter::new(socket.clone(), signals.clone()),

@@ -10,15 +10,8 @@
 //! its own buffer is empty, so the two never interleave.
 
 use std::io;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use mysql_async::Column;
-use tokio::io::AsyncWrite;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::time::Sleep;
 
 /// Payload size at which a packet is split (2^24 - 1).
 const MAX_PAYLOAD: usize = 0xFF_FFFF;
@@ -32,92 +25,7 @@ pub const CLIENT_DEPRECATE_EOF: u32 = 0x0100_0000;
 /// data sqlguard does not forward, so they are never passed on.
 const STATUS_NOT_FORWARDED: u16 = 0x0008 | 0x4000;
 
-/// The client's write half, shared by opensrv's writer and ours. A write
-/// that makes no progress for `write_timeout` (the client stopped reading)
-/// fails with `TimedOut`, which ends the connection: buffers stay bounded and
-/// the backend connection behind it is released.
-pub struct SharedSocket {
-    stream: Arc<OwnedWriteHalf>,
-    write_timeout: Duration,
-    /// Armed while a write waits for the socket; each clone has its own.
-    stall: Option<Pin<Box<Sleep>>>,
-}
-
-impl Clone for SharedSocket {
-    fn clone(&self) -> Self {
-        SharedSocket::new(self.stream.clone(), self.write_timeout)
-    }
-}
-
-impl SharedSocket {
-    pub fn new(stream: Arc<OwnedWriteHalf>, write_timeout: Duration) -> Self {
-        SharedSocket {
-            stream,
-            write_timeout,
-            stall: None,
-        }
-    }
-
-    async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            let n = std::future::poll_fn(|cx| Pin::new(&mut *self).poll_write(cx, buf)).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            buf = &buf[n..];
-        }
-        Ok(())
-    }
-}
-
-/// opensrv writes through this; `&TcpStream` can write, so both writers can
-/// share one socket without a lock (only one of them writes at a time).
-impl AsyncWrite for SharedSocket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let stream = this.stream.as_ref().as_ref();
-        loop {
-            match stream.poll_write_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {
-                    let timeout = this.write_timeout;
-                    let stall = this
-                        .stall
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                    if stall.as_mut().poll(cx).is_ready() {
-                        this.stall = None;
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("write timeout: the client read nothing for {timeout:?}"),
-                        )));
-                    }
-                    return Poll::Pending;
-                }
-            }
-            match stream.try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => {
-                    this.stall = None;
-                    return Poll::Ready(other);
-                }
-            }
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // The socket is shut down when the last owner drops it.
-        Poll::Ready(Ok(()))
-    }
-}
+pub use crate::frontend::socket::SharedSocket;
 
 /// One response, packet by packet.
 pub struct ResponseWriter {

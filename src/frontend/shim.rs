@@ -164,11 +164,16 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
                 );
                 ("authentication", e)
             }
+            Some((user, _)) if user.require_tls && !self.signals.is_tls() => {
+                tracing::warn!(conn_id = self.conn_id, user = %user.name, client = %self.client_addr, "login refused: require_tls over plain TCP");
+                let host = self.client_addr.ip().to_string();
+                ("require_tls", error::tls_required(&name, &host))
+            }
             Some((user, generation)) => {
                 let counters = self.shared.registry.counters.of(&user.name);
                 match counters.connect(&user.limits) {
                     Ok(slot) => {
-                        tracing::debug!(conn_id = self.conn_id, user = %user.name, "login");
+                        tracing::debug!(conn_id = self.conn_id, user = %user.name, tls = self.signals.is_tls(), "login");
                         let _ = self.login.set(Login {
                             user,
                             generation,

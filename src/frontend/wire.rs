@@ -1,9 +1,12 @@
 //! Wrappers around a client's byte streams that do what opensrv-mysql cannot
 //! (ARCHITECTURE.md, "Quirks"): handshake and idle timeouts, graceful
 //! shutdown between commands, a cap on packet size, spotting commands opensrv
-//! answers by itself, and replacing its login-failure packet with error 1045.
+//! answers by itself, replacing its login-failure packet with error 1045, and
+//! the TLS upgrade after the client's SSLRequest (opensrv's own would put TLS
+//! above these wrappers, which would then see ciphertext).
 //! They follow the packet framing only; they never parse SQL.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -25,6 +28,9 @@ const COM_RESET_CONNECTION: u8 = 0x1f;
 const COM_STMT_EXECUTE: u8 = 0x17;
 const COM_STMT_SEND_LONG_DATA: u8 = 0x18;
 const COM_STMT_RESET: u8 = 0x1a;
+/// Capability flag of the greeting (server offers TLS) and of the client's
+/// first packet (an SSLRequest: switch to TLS now).
+const CLIENT_SSL: u32 = 0x0800;
 /// A packet of this payload length continues in the next packet.
 const MAX_PACKET_PAYLOAD: usize = 0xFF_FFFF;
 
@@ -61,6 +67,10 @@ pub struct ConnSignals {
     statement_input: Mutex<StatementInput>,
     /// `limits.max_packet_bytes`: the largest command (and long data) read.
     max_command_bytes: AtomicUsize,
+    /// The greeting advertises CLIENT_SSL (`listen.tls_cert` is set).
+    tls_offered: AtomicBool,
+    /// The connection was upgraded to TLS before the handshake response.
+    tls_active: AtomicBool,
 }
 
 impl Default for ConnSignals {
@@ -76,6 +86,8 @@ impl Default for ConnSignals {
             command_seq: AtomicU32::new(0),
             statement_input: Mutex::new(StatementInput::default()),
             max_command_bytes: AtomicUsize::new(MAX_COMMAND_BYTES),
+            tls_offered: AtomicBool::new(false),
+            tls_active: AtomicBool::new(false),
         }
     }
 }
@@ -114,6 +126,16 @@ impl ConnSignals {
 
     pub fn is_authenticated(&self) -> bool {
         self.authenticated.load(Ordering::Acquire)
+    }
+
+    /// Whether the client's connection is encrypted (TLS started after its
+    /// SSLRequest); what `require_tls` checks at login.
+    pub fn is_tls(&self) -> bool {
+        self.tls_active.load(Ordering::Acquire)
+    }
+
+    fn tls_offered(&self) -> bool {
+        self.tls_offered.load(Ordering::Acquire)
     }
 
     /// The next packet opensrv writes (its login-failure ERR) is replaced by `payload`.
@@ -237,6 +259,12 @@ struct Framing {
     client_flags_len: usize,
     /// The payload of a statement command being read (see [`StatementInput`]).
     capture: Option<Vec<u8>>,
+    /// The connection switched to TLS; the handshake response then follows
+    /// the SSLRequest with sequence id 2.
+    upgraded: bool,
+    /// The packet just read was an SSLRequest: TLS must start before the
+    /// next byte is read.
+    ssl_requested: bool,
 }
 
 impl Framing {
@@ -313,10 +341,14 @@ impl Framing {
             if let Some(capture) = self.capture.as_mut() {
                 capture.extend_from_slice(&bytes[..take]);
             }
-            // Sequence 1 before login is the handshake response; it starts
-            // with the client's capability flags.
+            // Sequence 1 before login (2 after an SSLRequest) is the
+            // handshake response; it starts with the client's capability flags.
             let pos = self.packet_len - self.payload_left;
-            if self.seq == 1 && self.client_flags_len < 4 && pos < 4 && !signals.is_authenticated()
+            let handshake_seq = if self.upgraded { 2 } else { 1 };
+            if self.seq == handshake_seq
+                && self.client_flags_len < 4
+                && pos < 4
+                && !signals.is_authenticated()
             {
                 let n = (4 - pos).min(take);
                 self.client_flags[pos..pos + n].copy_from_slice(&bytes[..n]);
@@ -331,6 +363,21 @@ impl Framing {
             if self.payload_left == 0 && self.packet_len < MAX_PACKET_PAYLOAD {
                 if let Some(command) = self.capture.take() {
                     signals.deliver(&command)?;
+                }
+                if self.seq == 1
+                    && !self.upgraded
+                    && !signals.is_authenticated()
+                    && self.client_flags_len == 4
+                    && u32::from_le_bytes(self.client_flags) & CLIENT_SSL != 0
+                {
+                    self.ssl_requested = true;
+                    if !bytes.is_empty() {
+                        // Bytes after an SSLRequest belong to the TLS handshake.
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "data after the SSLRequest in the same read",
+                        ));
+                    }
                 }
             }
         }
@@ -354,6 +401,18 @@ fn inspect_command(command: u8, signals: &ConnSignals) -> io::Result<()> {
     }
 }
 
+/// Starts TLS on the connection; gets the bytes already read after the
+/// SSLRequest (the start of the client's TLS handshake).
+pub type StartTls =
+    Box<dyn FnOnce(Vec<u8>) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send>> + Send>;
+
+enum Tls {
+    NotOffered,
+    Offered(StartTls),
+    Handshaking(Pin<Box<dyn Future<Output = io::Result<()>> + Send>>),
+    Started,
+}
+
 /// The client's read half, with timeouts, shutdown and framing checks.
 pub struct GuardedReader<R> {
     inner: R,
@@ -367,6 +426,7 @@ pub struct GuardedReader<R> {
     /// Bytes read from the socket and not yet handed to opensrv.
     ahead: Vec<u8>,
     ahead_pos: usize,
+    tls: Tls,
 }
 
 /// How much is read from the socket at once.
@@ -393,7 +453,17 @@ impl<R> GuardedReader<R> {
             shutdown: Box::pin(shutdown.cancelled_owned()),
             ahead: Vec::new(),
             ahead_pos: 0,
+            tls: Tls::NotOffered,
         }
+    }
+
+    /// Offers TLS: the greeting advertises CLIENT_SSL, and after the
+    /// client's SSLRequest `start` runs the TLS handshake on the socket this
+    /// reader (and the writers) read through.
+    pub fn with_tls(mut self, start: StartTls) -> Self {
+        self.signals.tls_offered.store(true, Ordering::Release);
+        self.tls = Tls::Offered(start);
+        self
     }
 
     fn deadline(&self) -> Instant {
@@ -427,20 +497,70 @@ impl<R: AsyncRead + Unpin> GuardedReader<R> {
             }
             Poll::Pending => {
                 self.ahead.clear();
-                let deadline = self.deadline();
-                if self.timer.deadline() != deadline {
-                    self.timer.as_mut().reset(deadline);
-                }
-                if self.timer.as_mut().poll(cx).is_ready() {
-                    let what = if self.signals.is_authenticated() {
-                        "idle timeout"
-                    } else {
-                        "handshake timeout"
-                    };
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
-                }
-                Poll::Pending
+                self.poll_timeout(cx)
             }
+        }
+    }
+
+    /// Pending until the handshake or idle deadline, then a timeout error.
+    fn poll_timeout<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let deadline = self.deadline();
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        if self.timer.as_mut().poll(cx).is_ready() {
+            let what = if self.signals.is_authenticated() {
+                "idle timeout"
+            } else {
+                "handshake timeout"
+            };
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
+        }
+        Poll::Pending
+    }
+
+    /// After an SSLRequest: runs the TLS handshake (within the handshake
+    /// timeout) before anything else is read. Ready(Ok) once TLS is on or
+    /// was never asked for.
+    fn poll_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if std::mem::take(&mut self.framing.ssl_requested) {
+            match std::mem::replace(&mut self.tls, Tls::Started) {
+                Tls::Offered(start) => {
+                    let received = self.ahead.split_off(self.ahead_pos);
+                    self.ahead.clear();
+                    self.ahead_pos = 0;
+                    self.tls = Tls::Handshaking(start(received));
+                }
+                Tls::NotOffered => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "client asked for TLS, which is not configured (listen.tls_cert)",
+                    )));
+                }
+                Tls::Handshaking(_) | Tls::Started => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a second SSLRequest",
+                    )));
+                }
+            }
+        }
+        let Tls::Handshaking(handshake) = &mut self.tls else {
+            return Poll::Ready(Ok(()));
+        };
+        match handshake.as_mut().poll(cx) {
+            Poll::Ready(Ok(())) => {
+                self.tls = Tls::Started;
+                self.framing.upgraded = true;
+                self.framing.client_flags_len = 0;
+                self.signals.tls_active.store(true, Ordering::Release);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(io::Error::new(
+                e.kind(),
+                format!("TLS handshake failed: {e}"),
+            ))),
+            Poll::Pending => self.poll_timeout(cx),
         }
     }
 }
@@ -460,6 +580,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for GuardedReader<R> {
         if this.framing.at_boundary() && this.shutdown.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Ok(()));
         }
+        ready!(this.poll_tls(cx))?;
         if this.ahead_pos >= this.ahead.len() {
             match ready!(this.poll_fill(cx))? {
                 0 => return Poll::Ready(Ok(())),
@@ -540,7 +661,7 @@ impl<W: AsyncWrite + Unpin> GuardedWriter<W> {
             captured.extend_from_slice(buf);
             if let Some(len) = complete_packet_len(captured) {
                 let rest = captured.split_off(len);
-                patch_greeting_status(captured);
+                patch_greeting(captured, self.signals.tls_offered());
                 self.pending.append(captured);
                 self.rewrite = Rewrite::Armed;
                 if !rest.is_empty() && !self.capture(&rest) {
@@ -595,17 +716,23 @@ fn complete_packet_len(bytes: &[u8]) -> Option<usize> {
 
 /// opensrv's greeting says status 0; MariaDB's says SERVER_STATUS_AUTOCOMMIT,
 /// which is what the backend session has. PyMySQL, for one, decides from it
-/// whether it must send `SET AUTOCOMMIT = 0`.
-fn patch_greeting_status(packet: &mut [u8]) {
+/// whether it must send `SET AUTOCOMMIT = 0`. With `offer_tls`, CLIENT_SSL is
+/// added to the capabilities (opensrv's plain run never sets it).
+fn patch_greeting(packet: &mut [u8], offer_tls: bool) {
     const SERVER_STATUS_AUTOCOMMIT: u16 = 0x0002;
     // protocol version (1), server version (NUL-terminated), connection id (4),
     // scramble part 1 (8), filler (1), capabilities low (2), charset (1), status (2).
     let Some(nul) = packet.iter().skip(5).position(|&b| b == 0) else {
         return;
     };
-    let status = 5 + nul + 1 + 4 + 8 + 1 + 2 + 1;
+    let capabilities = 5 + nul + 1 + 4 + 8 + 1;
+    let status = capabilities + 2 + 1;
     if packet.len() >= status + 2 && packet[4] == 10 {
         packet[status..status + 2].copy_from_slice(&SERVER_STATUS_AUTOCOMMIT.to_le_bytes());
+        if offer_tls {
+            packet[capabilities] |= CLIENT_SSL as u8;
+            packet[capabilities + 1] |= (CLIENT_SSL >> 8) as u8;
+        }
     }
 }
 
@@ -711,10 +838,49 @@ mod tests {
     #[test]
     fn greeting_announces_autocommit() {
         let mut g = greeting();
-        patch_greeting_status(&mut g);
-        let status_at = 4 + 1 + "5.5.5-10.11.19-MariaDB-sqlguard".len() + 1 + 4 + 8 + 1 + 2 + 1;
+        patch_greeting(&mut g, false);
+        let caps_at = 4 + 1 + "5.5.5-10.11.19-MariaDB-sqlguard".len() + 1 + 4 + 8 + 1;
+        let status_at = caps_at + 2 + 1;
         assert_eq!(&g[status_at..status_at + 2], &[2, 0]);
         assert_eq!(g.len(), greeting().len());
+        assert_eq!(u16::from_le_bytes([g[caps_at], g[caps_at + 1]]) & 0x0800, 0);
+    }
+
+    #[test]
+    fn greeting_offers_tls_only_when_configured() {
+        let mut g = greeting();
+        let caps_at = 4 + 1 + "5.5.5-10.11.19-MariaDB-sqlguard".len() + 1 + 4 + 8 + 1;
+        g[caps_at + 1] &= !0x08;
+        patch_greeting(&mut g, true);
+        assert_eq!(
+            u16::from_le_bytes([g[caps_at], g[caps_at + 1]]) & 0x0800,
+            0x0800
+        );
+    }
+
+    #[test]
+    fn framing_spots_the_ssl_request_and_reads_flags_after_it() {
+        let signals = ConnSignals::default();
+        let mut framing = Framing::default();
+        let mut ssl_request = (CLIENT_SSL | 0x200).to_le_bytes().to_vec();
+        ssl_request.extend_from_slice(&[0; 28]);
+        framing.observe(&packet(1, &ssl_request), &signals).unwrap();
+        assert!(framing.ssl_requested);
+        // TLS started: the handshake response is sequence 2.
+        framing.ssl_requested = false;
+        framing.upgraded = true;
+        framing.client_flags_len = 0;
+        let flags = CLIENT_SSL | 0x200 | (1 << 23);
+        let mut response = flags.to_le_bytes().to_vec();
+        response.extend_from_slice(b"rest of the handshake");
+        framing.observe(&packet(2, &response), &signals).unwrap();
+        assert!(!framing.ssl_requested);
+        assert!(signals.client_tracks_session());
+        // Plaintext glued after an SSLRequest is refused.
+        let mut framing = Framing::default();
+        let mut bytes = packet(1, &ssl_request);
+        bytes.extend(packet(2, b"injected"));
+        assert!(framing.observe(&bytes, &signals).is_err());
     }
 
     #[tokio::test]
@@ -732,7 +898,7 @@ mod tests {
             w.flush().await.unwrap();
         }
         let mut expected = greeting();
-        patch_greeting_status(&mut expected);
+        patch_greeting(&mut expected, false);
         expected.extend(packet(2, b"\xff\x15\x04#28000denied"));
         assert_eq!(out, expected);
     }

@@ -20,6 +20,17 @@ pub async fn start_fixture() -> PrivateMariaDb {
     db
 }
 
+/// [`start_fixture`] with extra `mariadbd` options (e.g. TLS certificates).
+pub async fn start_fixture_with_args(args: Vec<String>) -> PrivateMariaDb {
+    let db = PrivateMariaDb::start_with_args(args)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a private MariaDB: {e}"));
+    db.load_demo(BACKEND_PASSWORD)
+        .await
+        .unwrap_or_else(|e| panic!("cannot load the demo fixture: {e}"));
+    db
+}
+
 /// Direct connection options: `root` over TCP, default database `shop`.
 pub fn direct_opts(db: &PrivateMariaDb) -> mysql_async::Opts {
     db.root_opts(Some(DEMO_DATABASE))
