@@ -938,6 +938,9 @@ mod tests {
     #[test]
     fn backend_url_needs_a_database() {
         assert!(parse_backend_url("mysql://root@127.0.0.1:3306").is_err());
+        // Driver options would be ignored, TLS ones silently: refused.
+        let e = parse_backend_url("mysql://root@db/shop?ssl-mode=REQUIRED").err();
+        assert!(e.is_some_and(|e| e.contains("backend.tls")));
         let u = parse_backend_url("mysql://bot:pw@db:3310/shop").unwrap();
         assert_eq!(
             (
