@@ -312,6 +312,30 @@ async fn node_mysql2_over_tls() {
 }
 
 #[tokio::test]
+async fn python_pymysql_over_tls() {
+    let proxy = tls_proxy().await;
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo_path("tests/clients/pymysql_tls.py"))
+        .arg(proxy.addr.port().to_string())
+        .arg(&certs().ca)
+        .arg(TLS_USER.0)
+        .arg(TLS_USER.1);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", text(&out)));
+    let version = v["tls"]["version"].as_str().unwrap_or_default();
+    assert!(version == "TLSv1.3" || version == "TLSv1.2", "{v}");
+    assert!(v["tls"]["cipher"].is_string(), "{v}");
+    assert!(v["activeCount"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert_eq!(v["afterRollback"], 0, "{v}");
+    assert_eq!(v["plain"]["code"], 1045, "{v}");
+    let message = v["plain"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("must connect with TLS"), "{v}");
+    assert!(v["preferred"]["cipher"].is_string(), "{v}");
+}
+
+#[tokio::test]
 async fn require_tls_user_is_refused_in_plain_and_audited() {
     let proxy = tls_proxy().await;
     let port = proxy.addr.port();
