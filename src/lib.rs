@@ -27,6 +27,7 @@ pub mod audit;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod decision_cache;
 pub mod error;
 pub mod frontend;
 pub mod guard;

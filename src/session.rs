@@ -19,6 +19,7 @@ use tokio::io::AsyncWrite;
 use crate::audit::{self, AuditLog};
 use crate::backend::{Backend, BackendError, within};
 use crate::config::UserConfig;
+use crate::decision_cache::{Asker, DecisionCache};
 use crate::error;
 use crate::frontend::packets::ResponseWriter;
 use crate::frontend::results::{self, Outcome};
@@ -47,6 +48,7 @@ pub struct Session {
     metrics: Arc<Metrics>,
     /// This user's series, resolved once per session.
     user_metrics: Arc<UserMetrics>,
+    decisions: Arc<DecisionCache>,
 }
 
 impl Drop for Session {
@@ -99,6 +101,7 @@ impl Session {
         backend: Backend,
         audit: Arc<AuditLog>,
         metrics: Arc<Metrics>,
+        decisions: Arc<DecisionCache>,
     ) -> Self {
         let user_metrics = metrics.user(&user);
         Session {
@@ -115,6 +118,15 @@ impl Session {
             prepared: prepared::PreparedStatements::default(),
             audit,
             metrics,
+            decisions,
+        }
+    }
+
+    /// The decision-cache key's owner: this session's user and database.
+    fn asker(&self) -> Asker<'_> {
+        Asker {
+            user: &self.user,
+            database: self.backend.database(),
         }
     }
 
@@ -194,19 +206,21 @@ impl Session {
                 return writer.error(e.kind, e.message.as_bytes()).await;
             }
         };
+        // The audit check comes first: it is the one input of a refusal that
+        // is not part of the decision cache's key.
         let decision = if self.audit.is_healthy() {
-            guard::check(sql, &self.context())
+            self.decisions.check(sql, &self.asker())
         } else {
-            Decision::Deny(audit_unavailable())
+            Arc::new(Decision::Deny(audit_unavailable()))
         };
         let mut entry = self.entry("query", sql);
         entry.guard_us = Some(micros(started));
         entry.kind = decision.kind().name();
-        match decision {
+        match &*decision {
             Decision::Deny(denial) => {
                 tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = %denial.rule, "denied");
-                let e = error::for_denial(&denial);
-                self.record_denial(entry, &denial, started);
+                let e = error::for_denial(denial);
+                self.record_denial(entry, denial, started);
                 writer.error(e.kind, e.message.as_bytes()).await
             }
             Decision::LocalOk { .. } => {
@@ -214,7 +228,7 @@ impl Session {
                 writer.completed(results::local_ok()).await
             }
             Decision::Allow { sql, rewrites, .. } => {
-                let lookups = rewrites.lookups.clone();
+                let lookups = &rewrites.lookups;
                 let deadline = self.backend.deadline();
                 entry.executed_sql = Some(sql.to_string());
                 entry.rewrites = Some(rewrites.describe());
@@ -234,7 +248,7 @@ impl Session {
                 let outcome = match results::run_text_query(
                     conn,
                     sql.as_str(),
-                    &lookups,
+                    lookups,
                     deadline,
                     limits,
                     &mut response,

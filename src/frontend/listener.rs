@@ -24,6 +24,7 @@ use crate::frontend::auth::ConnectionIds;
 use crate::frontend::shim::Shim;
 use crate::frontend::socket::{ClientSocket, SharedSocket};
 use crate::frontend::wire::{ConnSignals, GuardedReader, GuardedWriter};
+use crate::decision_cache::DecisionCache;
 use crate::metrics::{self, GaugeGuard, Metrics};
 use crate::registry::Registry;
 
@@ -44,6 +45,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Users, policies and limits in force; swapped whole on SIGHUP.
     pub registry: Arc<Registry>,
+    /// Guard decisions, shared by every session (keyed by user, tenant,
+    /// policy, database and text: see decision_cache.rs).
+    pub decisions: Arc<DecisionCache>,
     pub conn_ids: ConnectionIds,
     version: RwLock<String>,
 }
@@ -110,6 +114,7 @@ pub async fn start(config: Config) -> io::Result<RunningProxy> {
     let shared = Arc::new(Shared {
         backend,
         metrics: Arc::new(Metrics::default()),
+        decisions: Arc::new(DecisionCache::default()),
         audit: Arc::new(audit),
         registry,
         conn_ids: ConnectionIds::default(),

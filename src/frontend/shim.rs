@@ -86,6 +86,7 @@ impl Shim {
                 self.shared.backend.clone(),
                 self.shared.audit.clone(),
                 self.shared.metrics.clone(),
+                self.shared.decisions.clone(),
             ));
         }
         self.session.as_mut()

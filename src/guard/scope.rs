@@ -5,11 +5,15 @@
 //! inner side of a LEFT JOIN, `ON (<original>) AND <alias>.tenant_id = ...`.
 //! Predicates are always added, never "detected" in the original.
 
+use std::cell::RefCell;
+use std::num::NonZeroUsize;
 use std::ops::ControlFlow;
+
+use lru::LruCache;
 
 use sqlparser::ast::{
     BinaryOperator, Expr, Ident, JoinConstraint, JoinOperator, Select, TableFactor, TableWithJoins,
-    Update, Value, VisitMut, VisitorMut,
+    Update, Value, VisitMut, VisitorMut, visit_expressions_mut,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -340,19 +344,54 @@ pub(super) fn tenant_row_lookup(
     extra: &[String],
 ) -> Result<Expr, Denial> {
     // The client's value is parenthesized: it is an expression, and must
-    // not bind to the conditions around it.
-    let mut conditions = vec![format!("{table}.{key} = ({value})")];
+    // not bind to the conditions around it. The text holds a `?` in its
+    // place, so it depends on the policy and tenant only and its parse is
+    // reused (see `parse_expr`); the value's own AST is then put in the
+    // `?`'s place, which is the tree the parser builds for `(<value>)`.
+    let mut conditions = vec![format!("{table}.{key} = (?)")];
     conditions.extend(extra.iter().cloned());
     let keys = scoped_keys(policy, table, key, tenant, Some(&conditions.join(" AND ")))?;
-    parse_expr(&format!("({keys})"))
+    let mut lookup = parse_expr(&format!("({keys})"))?;
+    let mut placeholders = 0;
+    let _ = visit_expressions_mut(&mut lookup, |e| {
+        if matches!(e, Expr::Value(v) if matches!(&v.value, Value::Placeholder(p) if p == "?")) {
+            *e = value.clone();
+            placeholders += 1;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if placeholders != 1 {
+        return Err(internal("generated lookup has no single place for the value"));
+    }
+    Ok(lookup)
 }
 
+/// Generated expressions parsed lately, per thread: their text is built from
+/// the policy (names, guard values) and the tenant id only, and parsing is a
+/// pure function of the text, so a clone of an earlier parse is the same tree.
+const GENERATED_PARSES_PER_THREAD: usize = 256;
+
+thread_local! {
+    static GENERATED: RefCell<Option<LruCache<String, Expr>>> = const { RefCell::new(None) };
+}
+
+/// Parses an expression sqlguard generated (never client text).
 pub(super) fn parse_expr(text: &str) -> Result<Expr, Denial> {
-    Parser::new(&MySqlDialect {})
+    let cached = GENERATED.with_borrow_mut(|c| c.as_mut().and_then(|c| c.get(text).cloned()));
+    if let Some(expr) = cached {
+        return Ok(expr);
+    }
+    let expr = Parser::new(&MySqlDialect {})
         .with_options(super::parser_options())
         .try_with_sql(text)
         .and_then(|mut p| p.parse_expr())
-        .map_err(|e| internal(&format!("generated predicate does not parse: {e}")))
+        .map_err(|e| internal(&format!("generated predicate does not parse: {e}")))?;
+    GENERATED.with_borrow_mut(|c| {
+        let capacity = NonZeroUsize::new(GENERATED_PARSES_PER_THREAD).unwrap_or(NonZeroUsize::MIN);
+        c.get_or_insert_with(|| LruCache::new(capacity))
+            .put(text.to_string(), expr.clone());
+    });
+    Ok(expr)
 }
 
 fn internal(what: &str) -> Denial {

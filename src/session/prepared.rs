@@ -107,18 +107,18 @@ impl Session {
             }
         };
         let decision = if self.audit.is_healthy() {
-            guard::check_prepared(received, &self.context())
+            self.decisions.check_prepared(received, &self.asker())
         } else {
-            Decision::Deny(super::audit_unavailable())
+            std::sync::Arc::new(Decision::Deny(super::audit_unavailable()))
         };
         entry.kind = decision.kind().name();
-        let (kind, sql, params, lookups) = match decision {
+        let (kind, sql, params, lookups) = match &*decision {
             Decision::Allow {
                 kind,
                 sql,
                 params,
                 rewrites,
-            } => (kind, sql, params, rewrites.lookups),
+            } => (*kind, sql.clone(), params.clone(), rewrites.lookups.clone()),
             Decision::LocalOk { .. } => {
                 entry.message = Some("cannot be prepared".into());
                 self.finish(entry, "error", started);
@@ -131,8 +131,8 @@ impl Session {
             }
             Decision::Deny(denial) => {
                 tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = %denial.rule, "prepare denied");
-                let e = error::for_denial(&denial);
-                self.record_denial(entry, &denial, started);
+                let e = error::for_denial(denial);
+                self.record_denial(entry, denial, started);
                 return writer.error(e.kind, e.message.as_bytes()).await;
             }
         };
