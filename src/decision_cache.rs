@@ -11,10 +11,10 @@
 //! a statement runs before the cache is consulted.
 
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use lru::LruCache;
+use prometheus::IntCounter;
 
 use crate::config::UserConfig;
 use crate::guard::{self, Decision, SessionContext};
@@ -100,8 +100,8 @@ pub struct DecisionCache {
     hasher: RandomState,
     max_entries_per_shard: usize,
     max_bytes_per_shard: usize,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    hits: IntCounter,
+    misses: IntCounter,
 }
 
 impl Default for DecisionCache {
@@ -127,9 +127,16 @@ impl DecisionCache {
             hasher: RandomState::new(),
             max_entries_per_shard: max_entries.div_ceil(SHARDS),
             max_bytes_per_shard: max_bytes / SHARDS,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            hits: unregistered("hits"),
+            misses: unregistered("misses"),
         }
+    }
+
+    /// Counts hits and misses on these (the proxy's metrics) from now on.
+    pub fn counting(mut self, hits: IntCounter, misses: IntCounter) -> Self {
+        self.hits = hits;
+        self.misses = misses;
+        self
     }
 
     /// The decision for a COM_QUERY text ([`guard::check`]).
@@ -145,12 +152,12 @@ impl DecisionCache {
 
     /// Lookups answered from the cache.
     pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
+        self.hits.get()
     }
 
     /// Lookups that ran the guard.
     pub fn misses(&self) -> u64 {
-        self.misses.load(Ordering::Relaxed)
+        self.misses.get()
     }
 
     /// Decisions held now.
@@ -172,18 +179,18 @@ impl DecisionCache {
             })
         };
         if self.max_entries_per_shard == 0 || sql.len() > MAX_CACHED_SQL_BYTES {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.misses.inc();
             return run();
         }
         let hash = self.hash(sql, asker, prepared);
         let shard = &self.shards[(hash as usize) % SHARDS];
         if let Some(entry) = lock(shard).entries.get(&hash) {
             if entry.matches(asker, prepared, sql) {
-                self.hits.fetch_add(1, Ordering::Relaxed);
+                self.hits.inc();
                 return Arc::clone(&entry.decision);
             }
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.misses.inc();
         // The guard runs without the lock; two sessions missing on the same
         // key both run it and store equal decisions.
         let decision = run();
@@ -228,6 +235,14 @@ impl DecisionCache {
         prepared.hash(&mut h);
         sql.hash(&mut h);
         h.finish()
+    }
+}
+
+/// A counter of this cache's own until [`DecisionCache::counting`].
+fn unregistered(name: &str) -> IntCounter {
+    match IntCounter::new(format!("decision_cache_{name}"), "decision cache") {
+        Ok(c) => c,
+        Err(e) => unreachable!("constant counter definition rejected: {e}"),
     }
 }
 
@@ -343,6 +358,22 @@ mod tests {
         );
         cache.check_prepared(SELECT, &asker(&bot));
         assert_eq!((cache.hits(), cache.misses()), (0, 5));
+    }
+
+    #[test]
+    fn hits_and_misses_reach_the_proxy_metrics() {
+        let metrics = crate::metrics::Metrics::new();
+        let cache = DecisionCache::default().counting(
+            metrics.decision_cache_hits.clone(),
+            metrics.decision_cache_misses.clone(),
+        );
+        let policy = policy();
+        let bot = user("clawdbot", 1, &policy);
+        cache.check(SELECT, &asker(&bot));
+        cache.check(SELECT, &asker(&bot));
+        cache.check(SELECT, &asker(&bot));
+        assert_eq!(metrics.decision_cache_hits.get(), 2);
+        assert_eq!(metrics.decision_cache_misses.get(), 1);
     }
 
     #[test]

@@ -195,6 +195,10 @@ pub struct Metrics {
     pub backend_up: IntGauge,
     backend_connections: IntGaugeVec,
     backend_errors: IntCounterVec,
+    /// Guard decisions answered by the decision cache (`result="hit"`).
+    pub decision_cache_hits: IntCounter,
+    /// Guard decisions the guard had to make (`result="miss"`).
+    pub decision_cache_misses: IntCounter,
     users: RwLock<HashMap<String, Arc<UserMetrics>>>,
     unknown_user: Arc<UserMetrics>,
     /// `sqlguard_config_reloads_total{result="ok"|"error"}` (SIGHUP).
@@ -323,6 +327,19 @@ impl Metrics {
         );
         // Always present (alerts on connection errors need a zero to start from).
         backend_errors.with_label_values(&["0"]);
+        let decision_cache = register(
+            &registry,
+            constant!(IntCounterVec::new(
+                Opts::new(
+                    "sqlguard_decision_cache_lookups_total",
+                    "Guard decisions looked up in the decision cache: hit (answered from \
+                     it) or miss (the guard ran)."
+                ),
+                &["result"],
+            )),
+        );
+        let decision_cache_hits = decision_cache.with_label_values(&["hit"]);
+        let decision_cache_misses = decision_cache.with_label_values(&["miss"]);
         let build_info = register(
             &registry,
             constant!(IntGaugeVec::new(
@@ -367,6 +384,8 @@ impl Metrics {
             backend_up,
             backend_connections,
             backend_errors,
+            decision_cache_hits,
+            decision_cache_misses,
             users: RwLock::new(HashMap::new()),
             unknown_user,
         }

@@ -111,10 +111,15 @@ pub async fn start(config: Config) -> io::Result<RunningProxy> {
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
+    let metrics = Arc::new(Metrics::default());
+    let decisions = DecisionCache::default().counting(
+        metrics.decision_cache_hits.clone(),
+        metrics.decision_cache_misses.clone(),
+    );
     let shared = Arc::new(Shared {
         backend,
-        metrics: Arc::new(Metrics::default()),
-        decisions: Arc::new(DecisionCache::default()),
+        metrics,
+        decisions: Arc::new(decisions),
         audit: Arc::new(audit),
         registry,
         conn_ids: ConnectionIds::default(),

@@ -17,6 +17,10 @@ use mysql_async::Column;
 const MAX_PAYLOAD: usize = 0xFF_FFFF;
 /// Flush to the socket once this much is buffered: large writes, bounded memory.
 const FLUSH_AT: usize = 64 * 1024;
+/// A response buffer's first size: a typical bot answer (a few rows) fits,
+/// so a point query costs a 4 KiB allocation rather than 65 KiB; a large
+/// result grows it (a few times) up to `FLUSH_AT`, then reuses it per row.
+const INITIAL_BUFFER: usize = 4 * 1024;
 
 pub const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
 pub const CLIENT_DEPRECATE_EOF: u32 = 0x0100_0000;
@@ -43,7 +47,7 @@ impl ResponseWriter {
     pub fn new(socket: SharedSocket, seq: u8, client_flags: u32) -> Self {
         ResponseWriter {
             socket,
-            buf: Vec::with_capacity(FLUSH_AT + 1024),
+            buf: Vec::with_capacity(INITIAL_BUFFER),
             seq,
             deprecate_eof: client_flags & CLIENT_DEPRECATE_EOF != 0,
             bytes: 0,
