@@ -333,7 +333,9 @@ mod tests {
         assert!(b.as_str().contains("tenant_id = 2"), "{b}");
         // And each keeps getting its own.
         let again = cache.check(SELECT, &asker(&two));
-        assert!(matches!(&*again, Decision::Allow { sql, .. } if sql.as_str().contains("tenant_id = 2")));
+        assert!(
+            matches!(&*again, Decision::Allow { sql, .. } if sql.as_str().contains("tenant_id = 2"))
+        );
     }
 
     #[test]
@@ -393,12 +395,18 @@ mod tests {
         let policy = policy();
         let bot = user("clawdbot", 1, &policy);
         for i in 0..500 {
-            cache.check(&format!("SELECT name FROM products WHERE id = {i}"), &asker(&bot));
+            cache.check(
+                &format!("SELECT name FROM products WHERE id = {i}"),
+                &asker(&bot),
+            );
         }
         assert!(cache.len() <= SHARDS * 2, "{}", cache.len());
         let small = DecisionCache::new(1000, SHARDS * 1024);
         for i in 0..500 {
-            small.check(&format!("SELECT name FROM products WHERE id = {i}"), &asker(&bot));
+            small.check(
+                &format!("SELECT name FROM products WHERE id = {i}"),
+                &asker(&bot),
+            );
         }
         for shard in small.shards.iter() {
             assert!(lock(shard).bytes <= 1024);
@@ -433,7 +441,10 @@ mod tests {
             }
         }
         // Every second-round lookup of a cacheable text was a hit.
-        let cacheable = cases.iter().filter(|c| c.len() <= MAX_CACHED_SQL_BYTES).count();
+        let cacheable = cases
+            .iter()
+            .filter(|c| c.len() <= MAX_CACHED_SQL_BYTES)
+            .count();
         assert!(cache.hits() >= (cacheable * 4) as u64, "{}", cache.hits());
     }
 }

@@ -19,12 +19,12 @@ use tokio_util::task::TaskTracker;
 use crate::audit::AuditLog;
 use crate::backend::{Backend, advertised_version};
 use crate::config::Config;
+use crate::decision_cache::DecisionCache;
 use crate::error;
 use crate::frontend::auth::ConnectionIds;
 use crate::frontend::shim::Shim;
 use crate::frontend::socket::{ClientSocket, SharedSocket};
 use crate::frontend::wire::{ConnSignals, GuardedReader, GuardedWriter};
-use crate::decision_cache::DecisionCache;
 use crate::metrics::{self, GaugeGuard, Metrics};
 use crate::registry::Registry;
 

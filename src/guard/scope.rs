@@ -361,7 +361,9 @@ pub(super) fn tenant_row_lookup(
         ControlFlow::<()>::Continue(())
     });
     if placeholders != 1 {
-        return Err(internal("generated lookup has no single place for the value"));
+        return Err(internal(
+            "generated lookup has no single place for the value",
+        ));
     }
     Ok(lookup)
 }
