@@ -80,6 +80,7 @@ fn bench(c: &mut Criterion) {
         policy: Arc::new(policy.clone()),
         policy_version: "bench".into(),
         limits: sqlguard::limits::Limits::default(),
+        require_tls: false,
     });
     let asker = Asker {
         user: &user,

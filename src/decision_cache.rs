@@ -293,6 +293,7 @@ mod tests {
             policy: Arc::clone(policy),
             policy_version: "test".into(),
             limits: crate::limits::Limits::default(),
+            require_tls: false,
         })
     }
 
