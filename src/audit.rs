@@ -1,16 +1,23 @@
 //! The audit log: one JSON line per statement (allowed, denied or failed) and
 //! per failed login, chained by SHA-256 so a deleted or edited line breaks
-//! the chain. If a record cannot be written, statements are denied until the
-//! log works again: nothing runs unaudited.
+//! the chain. Sessions hand entries to one writer thread over a bounded queue
+//! (`writer`); while records cannot be written, statements are refused:
+//! nothing runs unaudited. Format and operations: docs/AUDIT.md.
 
 pub mod read;
+pub mod redact;
+pub mod report;
+mod writer;
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::AuditConfig;
+use crate::policy::Policy;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -81,6 +88,9 @@ pub struct Entry {
     /// For metrics only (not written to the log).
     pub guard_us: Option<u64>,
     pub backend_code: Option<u16>,
+    /// Whose `redact` columns are masked in `sql` and `executed_sql` (by the
+    /// writer, off the session's path).
+    pub policy: Option<Arc<Policy>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,114 +100,99 @@ pub enum AuditError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot start the audit writer: {0}")]
+    Spawn(std::io::Error),
 }
 
-struct Chain {
-    file: Option<File>,
-    seq: u64,
-    last_hash: String,
-}
+/// How many entries may wait for the writer before sessions wait for it
+/// (backpressure: an entry is never dropped).
+pub const QUEUE_CAPACITY: usize = 8192;
 
-/// The audit log of one proxy. `None` path: records are only counted.
+/// The audit log of one proxy: the sessions' handle on the writer thread.
+/// Without a path, records are only counted.
 pub struct AuditLog {
     path: Option<PathBuf>,
-    chain: Mutex<Chain>,
-    healthy: AtomicBool,
-    pub records: AtomicU64,
-    pub write_errors: AtomicU64,
+    /// `None` without a path (nothing to write).
+    queue: Option<mpsc::Sender<writer::Msg>>,
+    state: Arc<writer::State>,
+    /// Records written (shared with the writer).
+    pub records: Arc<AtomicU64>,
+    /// Failed attempts to write (shared with the writer).
+    pub write_errors: Arc<AtomicU64>,
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log and continues the chain of its last line.
-    pub fn open(path: Option<&Path>) -> Result<AuditLog, AuditError> {
-        let (file, seq, last_hash) = match path {
-            None => (None, 0, GENESIS_HASH.to_string()),
-            Some(path) => {
-                let (seq, last_hash) = last_link(path);
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|source| AuditError::Open {
-                        path: path.to_path_buf(),
-                        source,
-                    })?;
-                (Some(file), seq, last_hash)
-            }
+    /// Opens (or creates) the log, continues the chain of its last line (or
+    /// of `<path>.1` if the log is empty), and starts the writer thread.
+    pub fn open(config: &AuditConfig) -> Result<AuditLog, AuditError> {
+        let state = Arc::new(writer::State::default());
+        let records = Arc::new(AtomicU64::new(0));
+        let write_errors = Arc::new(AtomicU64::new(0));
+        let queue = match &config.path {
+            None => None,
+            Some(path) => Some(writer::start(
+                config,
+                path,
+                state.clone(),
+                records.clone(),
+                write_errors.clone(),
+            )?),
         };
         Ok(AuditLog {
-            path: path.map(Path::to_path_buf),
-            chain: Mutex::new(Chain {
-                file,
-                seq,
-                last_hash,
-            }),
-            healthy: AtomicBool::new(true),
-            records: AtomicU64::new(0),
-            write_errors: AtomicU64::new(0),
+            path: config.path.clone(),
+            queue,
+            state,
+            records,
+            write_errors,
         })
     }
 
-    /// False after a failed write: statements must be refused, not run unaudited.
+    /// False while records cannot be written: statements must be refused,
+    /// not run unaudited. True again once the writer's retry succeeds.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+        self.state.healthy.load(Ordering::Acquire)
     }
 
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
-    /// Appends one record. Returns false if it could not be written.
-    pub fn write(&self, entry: Entry) -> bool {
-        let mut chain = match self.chain.lock() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
+    /// Queues one record; waits (never drops) while the queue is full.
+    pub async fn write(&self, entry: Entry) {
+        let Some(queue) = &self.queue else {
+            self.records.fetch_add(1, Ordering::Relaxed);
+            return;
         };
-        let record = Record {
-            ts: rfc3339_micros(SystemTime::now()),
-            seq: chain.seq + 1,
-            conn_id: entry.conn_id,
-            user: entry.user,
-            tenant_id: entry.tenant_id,
-            client_addr: entry.client_addr,
-            command: entry.command.to_string(),
-            kind: entry.kind.to_string(),
-            decision: entry.decision.to_string(),
-            rule: entry.rule.map(str::to_string),
-            message: entry.message,
-            sql: entry.sql,
-            executed_sql: entry.executed_sql,
-            params: entry.params,
-            rewrites: entry.rewrites,
-            policy_version: entry.policy_version.map(|v| v.to_string()),
-            rows: entry.rows,
-            duration_us: entry.duration_us,
-            backend_us: entry.backend_us,
-            prev_hash: chain.last_hash.clone(),
-        };
-        let (line, hash) = match seal(&record) {
-            Some(sealed) => sealed,
-            None => return self.failed("cannot serialize an audit record"),
-        };
-        if let Some(file) = chain.file.as_mut() {
-            if let Err(e) = file.write_all(line.as_bytes()) {
-                drop(chain);
-                return self.failed(&format!("cannot write the audit log: {e}"));
-            }
+        let msg = writer::Msg::Record(Box::new(entry), SystemTime::now());
+        if queue.send(msg).await.is_err() {
+            // The writer is gone (it only stops when every handle is): refuse.
+            self.write_errors.fetch_add(1, Ordering::Relaxed);
+            self.state.healthy.store(false, Ordering::Release);
         }
-        chain.seq = record.seq;
-        chain.last_hash = hash;
-        self.records.fetch_add(1, Ordering::Relaxed);
-        self.healthy.store(true, Ordering::Release);
-        true
     }
 
-    fn failed(&self, why: &str) -> bool {
-        self.write_errors.fetch_add(1, Ordering::Relaxed);
-        if self.healthy.swap(false, Ordering::AcqRel) {
-            tracing::error!("{why}; statements are refused until the audit log can be written");
+    /// SIGHUP: the writer closes the file and opens the path again (after
+    /// logrotate moved it away). The chain continues in the new file.
+    pub fn reopen(&self) {
+        self.state.reopen.store(true, Ordering::Release);
+        if let Some(queue) = &self.queue {
+            // A full queue means the writer is busy and will see the flag.
+            let _ = queue.try_send(writer::Msg::Wake);
         }
-        false
+    }
+
+    /// Waits until every record queued so far is written and fsynced.
+    /// False if they could not be written (the writer gives up waiting after
+    /// [`writer::GIVE_UP_AFTER`] of failed retries).
+    pub async fn flush(&self) -> bool {
+        let Some(queue) = &self.queue else {
+            return true;
+        };
+        let (done, wait) = oneshot::channel();
+        if queue.send(writer::Msg::Flush(done)).await.is_err() {
+            return false;
+        }
+        wait.await.unwrap_or(false)
     }
 }
 
@@ -207,38 +202,6 @@ pub fn seal(record: &Record) -> Option<(String, String)> {
     let body = json.strip_suffix('}')?;
     let hash = hex::encode(Sha256::digest(body.as_bytes()));
     Some((format!("{body}{HASH_FIELD}{hash}\"}}\n"), hash))
-}
-
-/// The seq and hash of the last line of an existing log (genesis if none).
-fn last_link(path: &Path) -> (u64, String) {
-    // Only a regular file has a chain to continue (a device such as
-    // /dev/full would read forever).
-    let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
-    let (true, Ok(file)) = (regular, File::open(path)) else {
-        return (0, GENESIS_HASH.to_string());
-    };
-    let mut last = None;
-    for line in BufReader::new(file).lines().map_while(Result::ok) {
-        if !line.trim().is_empty() {
-            last = Some(line);
-        }
-    }
-    let Some(line) = last else {
-        return (0, GENESIS_HASH.to_string());
-    };
-    let seq = serde_json::from_str::<serde_json::Value>(&line)
-        .ok()
-        .and_then(|v| v.get("seq").and_then(|s| s.as_u64()))
-        .unwrap_or(0);
-    let hash = line
-        .rfind(HASH_FIELD)
-        .map(|at| {
-            line[at + HASH_FIELD.len()..]
-                .trim_end_matches("\"}")
-                .to_string()
-        })
-        .unwrap_or_else(|| GENESIS_HASH.to_string());
-    (seq, hash)
 }
 
 /// `2026-11-25T12:20:04.123456Z`.
@@ -288,37 +251,118 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
-    #[test]
-    fn chain_survives_a_restart_and_detects_edits() {
-        let dir = std::env::temp_dir().join(format!("sqlguard-audit-test-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("audit.log");
-        let _ = std::fs::remove_file(&path);
-        let entry = |sql: &str| Entry {
+    fn config(path: &Path) -> AuditConfig {
+        AuditConfig {
+            path: Some(path.to_path_buf()),
+            rotate_bytes: None,
+            rotate_keep: 3,
+        }
+    }
+
+    fn entry(sql: &str) -> Entry {
+        Entry {
             user: "clawdbot".into(),
             command: "query",
             kind: "select",
             decision: "allow",
             sql: Some(sql.into()),
             ..Entry::default()
-        };
-        let log = AuditLog::open(Some(&path)).unwrap();
-        assert!(log.write(entry("SELECT 1")));
-        assert!(log.write(entry("SELECT 2")));
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("sqlguard-audit-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn chain_survives_a_restart_and_detects_edits() {
+        let dir = temp_dir("restart");
+        let path = dir.join("audit.log");
+        let log = AuditLog::open(&config(&path)).unwrap();
+        log.write(entry("SELECT 1")).await;
+        log.write(entry("SELECT 2")).await;
+        assert!(log.flush().await);
         drop(log);
-        let log = AuditLog::open(Some(&path)).unwrap();
-        assert!(log.write(entry("SELECT 3")));
+        let log = AuditLog::open(&config(&path)).unwrap();
+        log.write(entry("SELECT 3")).await;
+        assert!(log.flush().await);
+        assert_eq!(log.records.load(Ordering::Relaxed), 1);
         let text = std::fs::read_to_string(&path).unwrap();
         let report = read::verify(&text);
         assert_eq!(report, Ok(3), "{text}");
         let edited = text.replace("SELECT 2", "SELECT 9");
-        assert_eq!(
-            read::verify(&edited),
-            Err((2, "hash does not match the record".into()))
-        );
+        assert!(matches!(read::verify(&edited), Err((2, why)) if why.contains("edited")));
         let lines: Vec<&str> = text.lines().collect();
         let deleted = format!("{}\n{}\n", lines[0], lines[2]);
         assert!(matches!(read::verify(&deleted), Err((2, _))));
+        let swapped = format!("{}\n{}\n{}\n", lines[0], lines[2], lines[1]);
+        assert!(matches!(read::verify(&swapped), Err((2, _))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn size_rotation_keeps_the_chain_across_files() {
+        let dir = temp_dir("rotate");
+        let path = dir.join("audit.log");
+        let mut cfg = config(&path);
+        cfg.rotate_bytes = Some(600);
+        let log = AuditLog::open(&cfg).unwrap();
+        for i in 0..40 {
+            log.write(entry(&format!("SELECT {i}"))).await;
+            // One record per batch, so each write can rotate.
+            assert!(log.flush().await);
+        }
+        let files = read::log_files(&path).unwrap();
+        // rotate_keep = 3: audit.log.3, .2, .1 and audit.log.
+        assert_eq!(
+            files,
+            vec![
+                writer::rotated(&path, 3),
+                writer::rotated(&path, 2),
+                writer::rotated(&path, 1),
+                path.clone()
+            ]
+        );
+        let verified = read::verify_files(&files).unwrap().unwrap();
+        assert_eq!(verified.last_seq, Some(40));
+        // A missing middle file breaks the chain at the first line after it.
+        std::fs::remove_file(writer::rotated(&path, 2)).unwrap();
+        let files = read::log_files(&path).unwrap();
+        let broken = read::verify_files(&files).unwrap().unwrap_err();
+        assert_eq!((broken.file, broken.line), (writer::rotated(&path, 1), 1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_retried_without_a_gap() {
+        let dir = temp_dir("retry");
+        let path = dir.join("audit.log");
+        let log = AuditLog::open(&config(&path)).unwrap();
+        log.write(entry("SELECT 1")).await;
+        assert!(log.flush().await);
+        // The path turns into a directory: the writer notices that the path
+        // names another file, cannot open it, and keeps the record.
+        std::fs::rename(&path, writer::rotated(&path, 1)).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        log.write(entry("SELECT 2")).await;
+        for _ in 0..200 {
+            if !log.is_healthy() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!log.is_healthy());
+        assert!(log.write_errors.load(Ordering::Relaxed) >= 1);
+        std::fs::remove_dir(&path).unwrap();
+        assert!(log.flush().await);
+        assert!(log.is_healthy());
+        let files = read::log_files(&path).unwrap();
+        let verified = read::verify_files(&files).unwrap().unwrap();
+        assert_eq!((verified.records, verified.last_seq), (2, Some(2)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -72,11 +72,13 @@ pub enum Command {
     },
     /// Read a password on stdin and print its mysql_native_password hash.
     HashPassword,
-    /// Read and filter the audit log; --verify checks its hash chain.
+    /// Read and filter the audit log (with its rotated files <file>.N, oldest
+    /// first); --verify checks its hash chain. Exit 0 ok, 1 chain broken
+    /// (--verify), 2 error (unreadable file, a line that is not a record).
     Audit {
         #[arg(long, default_value = "audit.log")]
         file: PathBuf,
-        /// Check the hash chain and name the first broken line (exit 1 if broken).
+        /// Check the hash chain across the files and name the first broken file and line.
         #[arg(long)]
         verify: bool,
         #[arg(long)]
@@ -89,9 +91,12 @@ pub enum Command {
         /// Only records newer than this, e.g. 10m, 2h.
         #[arg(long, value_name = "DURATION")]
         since: Option<String>,
-        /// Print the records as JSON lines.
-        #[arg(long)]
+        /// Print the matching records as JSON lines (as written, hashes included).
+        #[arg(long, conflicts_with = "summary")]
         json: bool,
+        /// Counts by decision and command, top denied rules, top tables, slowest statements.
+        #[arg(long)]
+        summary: bool,
     },
     /// Run each policy's test cases (`policies/<name>.tests.toml`).
     /// Exit 0 all pass, 1 failures, 2 error.
@@ -143,6 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             decision,
             since,
             json,
+            summary,
         } => {
             let since = match since.as_deref().map(config::parse_duration) {
                 None => None,
@@ -158,7 +164,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 decision,
                 since,
             };
-            audit(&file, verify, &filter, json)
+            let output = if summary {
+                AuditOutput::Summary
+            } else if json {
+                AuditOutput::Json
+            } else {
+                AuditOutput::Table
+            };
+            audit(&file, verify, &filter, output)
         }
         Command::TestPolicy {
             config,
@@ -340,52 +353,110 @@ fn check(config_path: &Path, user: &str, sql: Option<String>) -> anyhow::Result<
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuditOutput {
+    Table,
+    Json,
+    Summary,
+}
+
+/// `sqlguard audit`: streams the log's files (oldest first) one line at a
+/// time, so a 1 GB log takes constant memory.
 fn audit(
     file: &Path,
     verify: bool,
     filter: &crate::audit::read::Filter,
-    json: bool,
+    output: AuditOutput,
 ) -> anyhow::Result<i32> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
+    use crate::audit::{read, report};
+    let files = match read::log_files(file) {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("error: cannot read {}: {e}", file.display());
             return Ok(2);
         }
     };
     if verify {
-        return Ok(match crate::audit::read::verify(&text) {
-            Ok(n) => {
-                say(&format!("ok: {n} records, hash chain intact"));
+        return Ok(match read::verify_files(&files) {
+            Ok(Ok(v)) => {
+                say(&format!(
+                    "ok: {} records in {} file(s), hash chain intact (seq {}..{}); last hash {}",
+                    v.records,
+                    files.len(),
+                    v.first_seq
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    v.last_seq
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    v.last_hash
+                ));
                 0
             }
-            Err((line, why)) => {
-                say(&format!("broken: line {line}: {why}"));
+            Ok(Err(broken)) => {
+                say(&format!(
+                    "broken: {} line {}: {}",
+                    broken.file.display(),
+                    broken.line,
+                    broken.why
+                ));
                 1
+            }
+            Err(e) => {
+                eprintln!("error: cannot read the audit log: {e}");
+                2
             }
         });
     }
+    use std::io::Write;
     let now = std::time::SystemTime::now();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+    let mut summary = report::Summary::default();
+    let mut bad_lines = 0u64;
+    // Buffered: one write per 64 KiB, not per line. A closed pipe (`| head`)
+    // ends the listing quietly.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    if output == AuditOutput::Table && writeln!(out, "{}", report::TABLE_HEADER).is_err() {
+        return Ok(0);
+    }
+    let read = read::each_line(&files, |path, n, line| {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return None;
         }
-        let record: crate::audit::Record = match serde_json::from_str(line) {
+        let record: crate::audit::Record = match serde_json::from_slice(line) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: line {}: not an audit record: {e}", i + 1);
-                return Ok(2);
+                bad_lines += 1;
+                eprintln!(
+                    "error: {} line {n}: not an audit record: {e}",
+                    path.display()
+                );
+                return None;
             }
         };
         if filter.matches(&record, now) {
-            if json {
-                say(line);
-            } else {
-                say(&crate::audit::read::human(&record));
+            let written = match output {
+                AuditOutput::Json => out.write_all(line).and_then(|()| out.write_all(b"\n")),
+                AuditOutput::Table => writeln!(out, "{}", report::table_row(&record)),
+                AuditOutput::Summary => {
+                    summary.add(&record);
+                    Ok(())
+                }
+            };
+            if written.is_err() {
+                return Some(());
             }
         }
+        None
+    });
+    if let Err(e) = read {
+        eprintln!("error: cannot read the audit log: {e}");
+        return Ok(2);
     }
-    Ok(0)
+    if output == AuditOutput::Summary {
+        let _ = writeln!(out, "{}", summary.render().trim_end());
+    }
+    let _ = out.flush();
+    Ok(if bad_lines > 0 { 2 } else { 0 })
 }
 
 fn test_policy(config_path: &Path, bless: bool, mut names: Vec<String>) -> anyhow::Result<i32> {

@@ -111,6 +111,25 @@ impl fmt::Debug for BackendConfig {
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     pub path: Option<PathBuf>,
+    /// Size-based rotation: once the file reaches this many bytes it becomes
+    /// `<path>.1` (older ones shift to `.2`, ...). `None`: only on SIGHUP.
+    pub rotate_bytes: Option<u64>,
+    /// How many rotated files (`<path>.1` .. `<path>.N`) size-based rotation keeps.
+    pub rotate_keep: usize,
+}
+
+/// Rotated audit files kept by size-based rotation unless `audit.rotate_keep` says otherwise.
+pub const DEFAULT_AUDIT_ROTATE_KEEP: usize = 10;
+
+impl Default for AuditConfig {
+    /// No file: records are only counted.
+    fn default() -> Self {
+        AuditConfig {
+            path: None,
+            rotate_bytes: None,
+            rotate_keep: DEFAULT_AUDIT_ROTATE_KEEP,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -226,12 +245,7 @@ fn validate(
 ) -> Option<Config> {
     let listen = validate_listen(raw.listen, overrides, problems);
     let backend = validate_backend(raw.backend, overrides, problems);
-    let audit = AuditConfig {
-        path: overrides
-            .audit_log
-            .clone()
-            .or(raw.audit.and_then(|a| a.path)),
-    };
+    let audit = validate_audit(raw.audit, overrides, problems);
     let metrics_address = overrides
         .metrics_listen
         .clone()
@@ -269,6 +283,30 @@ fn validate(
         users,
         source: None,
     })
+}
+
+fn validate_audit(
+    raw: Option<raw::RawAudit>,
+    overrides: &Overrides,
+    problems: &mut Vec<String>,
+) -> AuditConfig {
+    let (path, rotate_bytes, rotate_keep) = match raw {
+        Some(a) => (a.path, a.rotate_bytes, a.rotate_keep),
+        None => (None, None, None),
+    };
+    if rotate_bytes == Some(0) {
+        problems.push(
+            "audit.rotate_bytes: must be at least 1 (leave it out to rotate only on SIGHUP)".into(),
+        );
+    }
+    if rotate_keep == Some(0) {
+        problems.push("audit.rotate_keep: must be at least 1".into());
+    }
+    AuditConfig {
+        path: overrides.audit_log.clone().or(path),
+        rotate_bytes,
+        rotate_keep: rotate_keep.unwrap_or(DEFAULT_AUDIT_ROTATE_KEEP),
+    }
 }
 
 /// A chat bot's session is short; 8 hours matches MariaDB's `wait_timeout`.

@@ -547,7 +547,7 @@ mod tests {
     }
 
     fn render(m: &Metrics) -> String {
-        let audit = AuditLog::open(None).unwrap();
+        let audit = AuditLog::open(&crate::config::AuditConfig::default()).unwrap();
         m.render(&audit, None)
     }
 

@@ -220,11 +220,11 @@ impl Session {
             Decision::Deny(denial) => {
                 tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = %denial.rule, "denied");
                 let e = error::for_denial(denial);
-                self.record_denial(entry, denial, started);
+                self.record_denial(entry, denial, started).await;
                 writer.error(e.kind, e.message.as_bytes()).await
             }
             Decision::LocalOk { .. } => {
-                self.finish(entry, "allow", started);
+                self.finish(entry, "allow", started).await;
                 writer.completed(results::local_ok()).await
             }
             Decision::Allow { sql, rewrites, .. } => {
@@ -240,7 +240,7 @@ impl Session {
                         entry.backend_code = Some(e.code());
                         entry.executed_sql = None;
                         entry.message = Some(client.message.clone());
-                        self.finish(entry, "error", started);
+                        self.finish(entry, "error", started).await;
                         return writer.error(client.kind, client.message.as_bytes()).await;
                     }
                 };
@@ -259,7 +259,7 @@ impl Session {
                     Err(e) => return Err(self.client_gone(entry, started, e)),
                 };
                 entry.backend_us = Some(micros(backend_started));
-                self.record_outcome(entry, &outcome, started);
+                self.record_outcome(entry, &outcome, started).await;
                 self.after_statement(&outcome);
                 Ok(())
             }
@@ -276,17 +276,23 @@ impl Session {
             command,
             sql: Some(sql.to_string()),
             policy_version: Some(self.user.policy_version.clone()),
+            policy: Some(self.user.policy.clone()),
             ..audit::Entry::default()
         }
     }
 
-    fn record_denial(&self, mut entry: audit::Entry, denial: &guard::Denial, started: Instant) {
+    async fn record_denial(
+        &self,
+        mut entry: audit::Entry,
+        denial: &guard::Denial,
+        started: Instant,
+    ) {
         entry.rule = Some(denial.rule.name());
         entry.message = Some(denial.client_message());
-        self.finish(entry, "deny", started);
+        self.finish(entry, "deny", started).await;
     }
 
-    fn record_outcome(&self, mut entry: audit::Entry, outcome: &Outcome, started: Instant) {
+    async fn record_outcome(&self, mut entry: audit::Entry, outcome: &Outcome, started: Instant) {
         entry.rows = Some(outcome.rows);
         let decision = if let Some(limit) = &outcome.limit {
             entry.rule = Some(limit.rule());
@@ -299,10 +305,12 @@ impl Session {
         } else {
             "allow"
         };
-        self.finish(entry, decision, started);
+        self.finish(entry, decision, started).await;
     }
 
-    fn finish(&self, mut entry: audit::Entry, decision: &'static str, started: Instant) {
+    /// Counts the statement and queues its record (waiting while the audit
+    /// queue is full: backpressure, never a dropped record).
+    async fn finish(&self, mut entry: audit::Entry, decision: &'static str, started: Instant) {
         entry.decision = decision;
         entry.duration_us = micros(started);
         self.metrics.observe_as(
@@ -311,7 +319,7 @@ impl Session {
             entry.guard_us,
             entry.backend_code,
         );
-        self.audit.write(entry);
+        self.audit.write(entry).await;
     }
 
     /// COM_INIT_DB and the handshake's database.

@@ -47,6 +47,8 @@ pub struct RawBackend {
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     pub path: Option<PathBuf>,
+    pub rotate_bytes: Option<u64>,
+    pub rotate_keep: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,7 @@
 //! The accept loop: one task per connection, `max_connections` (the next
-//! client gets error 1040), and graceful shutdown — stop accepting, let
-//! running statements finish within `shutdown_grace`, then return.
+//! client gets error 1040), the SIGHUP handler, and graceful shutdown — stop
+//! accepting, let running statements finish within `shutdown_grace`, write
+//! the queued audit records, then return.
 
 use std::io;
 use std::net::SocketAddr;
@@ -102,8 +103,7 @@ impl RunningProxy {
 pub async fn start(config: Config) -> io::Result<RunningProxy> {
     let listener = TcpListener::bind(config.listen.address).await?;
     let addr = listener.local_addr()?;
-    let audit = AuditLog::open(config.audit.path.as_deref())
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    let audit = AuditLog::open(&config.audit).map_err(|e| io::Error::other(e.to_string()))?;
     let backend = Backend::new(&config.backend);
     let registry = Arc::new(Registry::new(&config));
     let metrics_listener = metrics::bind(config.metrics.address).await?;
@@ -168,14 +168,15 @@ async fn learn_backend_version(shared: Arc<Shared>, shutdown: CancellationToken)
     }
 }
 
-/// The process's one SIGHUP handler: reloads users, policies and limits
-/// (see `registry`). Everything else that should happen on SIGHUP goes here.
+/// The process's one SIGHUP handler: reopens the audit log (logrotate moved
+/// it away; docs/AUDIT.md) and reloads users, policies and limits (see
+/// `registry`). Everything else that should happen on SIGHUP goes here.
 async fn on_sighup(shared: Arc<Shared>, shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot handle SIGHUP; live reload is off");
+            tracing::warn!(error = %e, "cannot handle SIGHUP; no live reload, no audit log reopen");
             return;
         }
     };
@@ -184,6 +185,8 @@ async fn on_sighup(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             got = hangups.recv() => if got.is_none() { return },
         }
+        tracing::info!("SIGHUP: reopening the audit log");
+        shared.audit.reopen();
         reload(&shared).await;
     }
 }
@@ -253,6 +256,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
             ?grace,
             "connections still busy after the shutdown grace period"
         );
+    }
+    // Every record queued by the sessions is written and fsynced before the
+    // proxy reports that it stopped (and `serve`/`demo` exit).
+    if !shared.audit.flush().await {
+        tracing::error!("audit records queued at shutdown could not be written");
     }
     shared.backend.clone().close().await;
 }

@@ -201,7 +201,8 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
             rule: Some(rule),
             message: Some(e.message.clone()),
             ..crate::audit::Entry::default()
-        });
+        })
+        .await;
         self.signals
             .replace_auth_failure(error::err_packet_payload(&e, true));
         false

@@ -121,7 +121,7 @@ impl Session {
             } => (*kind, sql.clone(), params.clone(), rewrites.lookups.clone()),
             Decision::LocalOk { .. } => {
                 entry.message = Some("cannot be prepared".into());
-                self.finish(entry, "error", started);
+                self.finish(entry, "error", started).await;
                 return writer
                     .error(
                         ErrorKind::ER_UNSUPPORTED_PS,
@@ -132,7 +132,7 @@ impl Session {
             Decision::Deny(denial) => {
                 tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = %denial.rule, "prepare denied");
                 let e = error::for_denial(denial);
-                self.record_denial(entry, denial, started);
+                self.record_denial(entry, denial, started).await;
                 return writer.error(e.kind, e.message.as_bytes()).await;
             }
         };
@@ -141,7 +141,7 @@ impl Session {
                 "sqlguard: a session may hold at most {MAX_PREPARED_PER_SESSION} prepared statements; close the ones you no longer need"
             );
             entry.message = Some(message.clone());
-            self.finish(entry, "error", started);
+            self.finish(entry, "error", started).await;
             return writer
                 .error(
                     ErrorKind::ER_MAX_PREPARED_STMT_COUNT_REACHED,
@@ -156,11 +156,11 @@ impl Session {
                 entry.backend_code = Some(e.code());
                 let e = error::for_backend(&e);
                 entry.message = Some(e.message.clone());
-                self.finish(entry, "error", started);
+                self.finish(entry, "error", started).await;
                 return writer.error(e.kind, e.message.as_bytes()).await;
             }
         };
-        self.finish(entry, "allow", started);
+        self.finish(entry, "allow", started).await;
         let param_meta: Vec<Column> = statement.params().iter().map(meta_column).collect();
         let column_meta: Vec<Column> = statement.columns().iter().map(meta_column).collect();
         self.prepared.next_id = self.prepared.next_id.wrapping_add(1).max(1);
@@ -238,7 +238,7 @@ impl Session {
         if !self.audit.is_healthy() {
             let denial = super::audit_unavailable();
             let entry = self.entry("execute", "");
-            self.record_denial(entry, &denial, started);
+            self.record_denial(entry, &denial, started).await;
             return out.client_error(&error::for_denial(&denial)).await;
         }
         let Some(prepared) = self.prepared.by_id.get_mut(&id) else {
@@ -302,6 +302,7 @@ impl Session {
             executed_sql: Some(prepared.sql.to_string()),
             params: Some(shown),
             policy_version: Some(self.user.policy_version.clone()),
+            policy: Some(self.user.policy.clone()),
             ..audit::Entry::default()
         };
         for (value, rule) in execute.values.iter_mut().zip(&prepared.params) {
@@ -311,7 +312,7 @@ impl Session {
                 Err(denial) => {
                     tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = %denial.rule, "execute denied");
                     entry.executed_sql = None;
-                    self.record_denial(entry, &denial, started);
+                    self.record_denial(entry, &denial, started).await;
                     return out.client_error(&error::for_denial(&denial)).await;
                 }
             }
@@ -366,7 +367,7 @@ impl Session {
             Err(e) => return Err(self.client_gone(entry, started, e)),
         };
         entry.backend_us = Some(super::micros(backend_started));
-        self.record_outcome(entry, &outcome, started);
+        self.record_outcome(entry, &outcome, started).await;
         self.after_statement(&outcome);
         Ok(())
     }
