@@ -256,7 +256,7 @@ impl Session {
                 .await
                 {
                     Ok(outcome) => outcome,
-                    Err(e) => return Err(self.client_gone(entry, started, e)),
+                    Err(e) => return Err(self.client_gone(entry, started, e).await),
                 };
                 entry.backend_us = Some(micros(backend_started));
                 self.record_outcome(entry, &outcome, started).await;
@@ -380,7 +380,7 @@ impl Session {
     /// response: the backend connection may still be sending the rest of the
     /// result, so it is discarded rather than drained and reused.
     /// The statement is audited as an error (it may have run in full).
-    fn client_gone(
+    async fn client_gone(
         &mut self,
         mut entry: audit::Entry,
         started: Instant,
@@ -391,7 +391,7 @@ impl Session {
         entry.message = Some(format!(
             "sqlguard: the client connection failed mid-response ({error}); the backend connection was closed"
         ));
-        self.finish(entry, "error", started);
+        self.finish(entry, "error", started).await;
         error
     }
 

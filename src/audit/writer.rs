@@ -269,6 +269,7 @@ impl Writer {
                 return Err(e);
             }
             self.good_len += self.pending.len() as u64;
+            self.state.healthy.store(true, Ordering::Release);
             self.records
                 .fetch_add(self.pending_records, Ordering::Relaxed);
             self.pending.clear();

@@ -364,7 +364,7 @@ impl Session {
         .await
         {
             Ok(outcome) => outcome,
-            Err(e) => return Err(self.client_gone(entry, started, e)),
+            Err(e) => return Err(self.client_gone(entry, started, e).await),
         };
         entry.backend_us = Some(super::micros(backend_started));
         self.record_outcome(entry, &outcome, started).await;
