@@ -275,14 +275,16 @@ impl Writer {
             self.pending.clear();
             self.pending_records = 0;
         }
-        if !self.waiting.is_empty() {
-            let synced = file.sync_data().is_ok();
-            for done in self.waiting.drain(..) {
-                let _ = done.send(synced);
-            }
-        }
+        // Rotated before a flush is answered, so whoever flushed sees the files
+        // as they stay (rotation fsyncs the file it closes).
+        let mut synced = true;
         if self.next_rotation.is_some_and(|at| self.good_len >= at) {
             self.rotate();
+        } else if !self.waiting.is_empty() {
+            synced = file.sync_data().is_ok();
+        }
+        for done in self.waiting.drain(..) {
+            let _ = done.send(synced);
         }
         Ok(())
     }
