@@ -177,11 +177,11 @@ impl Session {
         self.generation
     }
 
-    fn record_refusal(&self, mut entry: audit::Entry, refusal: &Refusal, started: Instant) {
+    async fn record_refusal(&self, mut entry: audit::Entry, refusal: &Refusal, started: Instant) {
         tracing::info!(conn_id = self.conn_id, user = %self.user.name, rule = refusal.rule, "refused");
         entry.rule = Some(refusal.rule);
         entry.message = Some(refusal.error.message.clone());
-        self.finish(entry, "deny", started);
+        self.finish(entry, "deny", started).await;
     }
 
     /// COM_QUERY: guard, then (if allowed) run on the pinned connection,
@@ -201,7 +201,7 @@ impl Session {
             Ok(permit) => permit,
             Err(refusal) => {
                 let entry = self.entry("query", sql);
-                self.record_refusal(entry, &refusal, started);
+                self.record_refusal(entry, &refusal, started).await;
                 let e = refusal.error;
                 return writer.error(e.kind, e.message.as_bytes()).await;
             }

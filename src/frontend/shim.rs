@@ -191,18 +191,20 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
             }
         };
         let (rule, e) = refusal;
-        self.shared.audit.write(crate::audit::Entry {
-            conn_id: self.conn_id,
-            user: name.to_string(),
-            client_addr: self.client_addr.to_string(),
-            command: "login",
-            kind: "login",
-            decision: "deny",
-            rule: Some(rule),
-            message: Some(e.message.clone()),
-            ..crate::audit::Entry::default()
-        })
-        .await;
+        self.shared
+            .audit
+            .write(crate::audit::Entry {
+                conn_id: self.conn_id,
+                user: name.to_string(),
+                client_addr: self.client_addr.to_string(),
+                command: "login",
+                kind: "login",
+                decision: "deny",
+                rule: Some(rule),
+                message: Some(e.message.clone()),
+                ..crate::audit::Entry::default()
+            })
+            .await;
         self.signals
             .replace_auth_failure(error::err_packet_payload(&e, true));
         false

@@ -101,7 +101,7 @@ impl Session {
         let _permit = match self.admit(received.len()) {
             Ok(permit) => permit,
             Err(refusal) => {
-                self.record_refusal(entry, &refusal, started);
+                self.record_refusal(entry, &refusal, started).await;
                 let e = refusal.error;
                 return writer.error(e.kind, e.message.as_bytes()).await;
             }
@@ -225,14 +225,14 @@ impl Session {
             Err(refusal) => {
                 input.clear_long_data(id);
                 let entry = self.entry("execute", "");
-                self.record_refusal(entry, &refusal, started);
+                self.record_refusal(entry, &refusal, started).await;
                 return out.client_error(&refusal.error).await;
             }
         };
         if let Err(denial) = self.recheck_after_reload(id).await {
             input.clear_long_data(id);
             let entry = self.entry("execute", "");
-            self.record_denial(entry, &denial, started);
+            self.record_denial(entry, &denial, started).await;
             return out.client_error(&error::for_denial(&denial)).await;
         }
         if !self.audit.is_healthy() {
