@@ -12,6 +12,17 @@ use mysql_async::Conn;
 use mysql_async::prelude::*;
 use serde_json::Value;
 
+/// Removes a test's directory when the test passes (kept for a look if it fails).
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 fn temp_log(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("sqlguard-audit-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -22,6 +33,7 @@ fn temp_log(name: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn every_statement_and_failed_login_is_recorded_and_chained() {
     let path = temp_log("records");
+    let _cleanup = Cleanup(path.parent().unwrap().to_path_buf());
     let mut config = test_config(shared_db_port());
     config.audit.path = Some(path.clone());
     let proxy = start_proxy(config).await;
@@ -195,20 +207,31 @@ fn audit_cli(file: &std::path::Path, args: &[&str]) -> (i32, String) {
 
 /// Every record of the log at `path` (rotated files first), parsed.
 fn records_of(path: &std::path::Path) -> Vec<Value> {
+    try_records_of(path).unwrap_or_else(|out| panic!("sqlguard audit --json failed: {out}"))
+}
+
+/// `None` if `sqlguard audit` could not read the log (a file rotated away
+/// while it was reading a live log).
+fn try_records_of(path: &std::path::Path) -> Result<Vec<Value>, String> {
     let (code, out) = audit_cli(path, &["--json"]);
-    assert_eq!(code, 0, "{out}");
-    out.lines()
+    if code != 0 {
+        return Err(out);
+    }
+    Ok(out
+        .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
+        .collect())
 }
 
 /// Waits until the log at `path` holds a record satisfying `done`.
 async fn wait_for(path: &std::path::Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let mut records = Vec::new();
     for _ in 0..200 {
-        records = records_of(path);
-        if done(&records) {
-            return records;
+        if let Ok(now) = try_records_of(path) {
+            records = now;
+            if done(&records) {
+                return records;
+            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
@@ -221,6 +244,7 @@ async fn wait_for(path: &std::path::Path, done: impl Fn(&[Value]) -> bool) -> Ve
 #[tokio::test]
 async fn a_scripted_bot_session_has_one_record_per_statement() {
     let path = temp_log("script");
+    let _cleanup = Cleanup(path.parent().unwrap().to_path_buf());
     let mut config = test_config(shared_db_port());
     config.audit.path = Some(path.clone());
     let proxy = start_proxy(config).await;
@@ -366,49 +390,48 @@ async fn a_scripted_bot_session_has_one_record_per_statement() {
 #[tokio::test]
 async fn rotated_logs_verify_across_files() {
     let path = temp_log("rotate");
+    let _cleanup = Cleanup(path.parent().unwrap().to_path_buf());
+    let dir = path.parent().unwrap().to_path_buf();
     let mut config = test_config(shared_db_port());
     config.audit.path = Some(path.clone());
-    // Every write rotates; waiting for each record makes each its own write.
+    // Every write rotates; the client waits for each record (and for the
+    // rotation after it: a new, empty audit.log), so each is a write of its own.
     config.audit.rotate_bytes = Some(1);
     config.audit.rotate_keep = 100;
     let proxy = start_proxy(config).await;
     let mut conn = Conn::new(proxy_opts(&proxy, CLAWDBOT)).await.unwrap();
-    let mut records = Vec::new();
-    for i in 0..8 {
-        conn.query_drop(format!("SELECT name FROM products WHERE price > {i}"))
-            .await
-            .unwrap();
-        let needle = format!("price > {i}");
-        records = wait_for(&path, |r| {
-            r.iter()
-                .any(|r| r["sql"].as_str().is_some_and(|s| s.ends_with(&needle)))
+    let rotated_files = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("audit.log.")
+            })
+            .count()
+    };
+    let mut run = async |sql: String| {
+        let before = rotated_files();
+        conn.query_drop(&sql).await.unwrap();
+        wait_for(&path, |r| {
+            r.iter().any(|r| r["sql"] == sql.as_str())
+                && std::fs::metadata(&path).is_ok_and(|m| m.len() == 0)
+                && rotated_files() > before
         })
-        .await;
+        .await
+    };
+    for i in 0..6 {
+        run(format!("SELECT name FROM products WHERE price > {i}")).await;
     }
-    let rotated = std::fs::read_dir(path.parent().unwrap())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("audit.log.")
-        })
-        .count();
-    assert!(rotated >= 8, "{rotated} rotated files");
+    let rotated = rotated_files();
+    assert!(rotated >= 6, "{rotated} rotated files");
     let (code, out) = audit_cli(&path, &["--verify"]);
     assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains(&format!(
-            "ok: {} records in {} file(s)",
-            records.len(),
-            rotated + 1
-        )),
-        "{out}"
-    );
+    assert!(out.contains(" file(s), hash chain intact"), "{out}");
 
     // logrotate: move every file one up, then SIGHUP (handled, not fatal).
-    let dir = path.parent().unwrap();
     for n in (1..=rotated).rev() {
         std::fs::rename(
             dir.join(format!("audit.log.{n}")),
@@ -421,20 +444,14 @@ async fn rotated_logs_verify_across_files() {
     unsafe {
         libc::kill(libc::getpid(), libc::SIGHUP);
     }
-    for i in 0..5 {
-        conn.query_drop(format!(
+    let mut records = Vec::new();
+    for i in 0..3 {
+        records = run(format!(
             "SELECT name FROM products WHERE price > {}",
             100 + i
         ))
-        .await
-        .unwrap();
+        .await;
     }
-    let records = wait_for(&path, |r| {
-        r.iter()
-            .any(|r| r["sql"].as_str().is_some_and(|s| s.contains("price > 104")))
-    })
-    .await;
-    assert!(path.exists(), "a new audit.log was opened");
     let (code, out) = audit_cli(&path, &["--verify"]);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -443,14 +460,12 @@ async fn rotated_logs_verify_across_files() {
     );
     let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
-    // A rotated file removed from the middle is named by --verify.
-    std::fs::remove_file(dir.join("audit.log.2")).unwrap();
+    // A rotated file removed from the middle (.3 holds the first record
+    // after the SIGHUP; .2 the next) is named by --verify.
+    std::fs::remove_file(dir.join("audit.log.3")).unwrap();
     let (code, out) = audit_cli(&path, &["--verify"]);
     assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("broken: ") && out.contains(" line 1: prev_hash"),
-        "{out}"
-    );
+    assert!(out.contains("audit.log.2 line 1: prev_hash"), "{out}");
 }
 
 /// 100 clients × 200 statements at once: one record each, seq without gaps,
@@ -460,8 +475,16 @@ async fn concurrent_clients_get_one_record_per_statement() {
     const CLIENTS: usize = 100;
     const STATEMENTS: usize = 200;
     let path = temp_log("concurrent");
+    let _cleanup = Cleanup(path.parent().unwrap().to_path_buf());
     let mut config = test_config(shared_db_port());
     config.audit.path = Some(path.clone());
+    // The per-user limits would refuse part of this load (that is their job).
+    for user in &mut config.users {
+        user.limits.max_user_connections = 1000;
+        user.limits.max_concurrent_statements = 1000;
+        user.limits.statements_per_second = 1e9;
+        user.limits.statement_burst = u32::MAX;
+    }
     let proxy = start_proxy(config).await;
     let opts = proxy_opts(&proxy, CLAWDBOT);
     let mut tasks = Vec::new();
@@ -540,6 +563,7 @@ async fn scrape_write_errors(proxy: &sqlguard::frontend::listener::RunningProxy)
 #[tokio::test]
 async fn statements_are_refused_while_the_path_cannot_be_written_and_resume() {
     let path = temp_log("unwritable");
+    let _cleanup = Cleanup(path.parent().unwrap().to_path_buf());
     let mut config = test_config(shared_db_port());
     config.audit.path = Some(path.clone());
     let proxy = start_proxy(config).await;
