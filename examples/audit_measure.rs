@@ -55,7 +55,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-
 const BACKEND_PASSWORD: &str = "sqlguard-measure";
 
 async fn qps(conns: usize, seconds: u64, rounds: usize) -> Result<(), Box<dyn std::error::Error>> {
@@ -97,7 +96,10 @@ async fn qps(conns: usize, seconds: u64, rounds: usize) -> Result<(), Box<dyn st
     }
     for round in 1..=rounds {
         for (audited, proxy) in &proxies {
-            let url = format!("mysql://clawdbot:meyram-demo@127.0.0.1:{}/shop", proxy.addr.port());
+            let url = format!(
+                "mysql://clawdbot:meyram-demo@127.0.0.1:{}/shop",
+                proxy.addr.port()
+            );
             let deadline = Instant::now() + std::time::Duration::from_secs(seconds);
             let mut tasks = Vec::new();
             for c in 0..conns {
@@ -107,7 +109,10 @@ async fn qps(conns: usize, seconds: u64, rounds: usize) -> Result<(), Box<dyn st
                     let mut n = 0u64;
                     while Instant::now() < deadline {
                         let _: Option<String> = conn
-                            .query_first(format!("SELECT name FROM products WHERE price = {}", (c as u64 * 7 + n) % 1000))
+                            .query_first(format!(
+                                "SELECT name FROM products WHERE price = {}",
+                                (c as u64 * 7 + n) % 1000
+                            ))
                             .await?;
                         n += 1;
                     }
@@ -127,7 +132,12 @@ async fn qps(conns: usize, seconds: u64, rounds: usize) -> Result<(), Box<dyn st
             );
         }
     }
-    let records = proxies[0].1.shared.audit.records.load(std::sync::atomic::Ordering::Relaxed);
+    let records = proxies[0]
+        .1
+        .shared
+        .audit
+        .records
+        .load(std::sync::atomic::Ordering::Relaxed);
     println!("audit records written by the audited proxy: {records}");
     for (_, proxy) in proxies {
         proxy.shutdown().await;
