@@ -30,6 +30,8 @@ pub mod config;
 pub mod decision_cache;
 pub mod error;
 pub mod frontend;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod limits;
 pub mod logging;
