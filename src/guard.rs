@@ -24,6 +24,7 @@ mod ast_limits;
 mod classify;
 mod columns;
 mod decision;
+mod functions;
 mod limit;
 mod params;
 mod precheck;
@@ -45,6 +46,7 @@ use crate::policy::Policy;
 pub use decision::{
     CheckedSql, Decision, Denial, DenyClass, Lookup, Rewrites, Rule, StatementKind,
 };
+pub use functions::allowed_functions;
 pub use limit::LimitChange;
 pub use params::{BoundValue, ParamCheck, ParamRule, check_bound};
 pub use precheck::MAX_STATEMENT_BYTES;

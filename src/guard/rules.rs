@@ -14,25 +14,13 @@ use sqlparser::ast::{
     Value, ValueWithSpan, Visit, Visitor,
 };
 
+use super::functions;
 use super::precheck::{ambiguous, ambiguous_literal, hex_literal};
 use super::{Denial, Rule, SessionContext, StatementKind};
 
-/// Functions that sleep, hold locks, read server files or run programs
-/// (DESIGN.md "Dangerous functions"). Upper case.
-const DENIED_FUNCTIONS: &[&str] = &[
-    "SLEEP",
-    "BENCHMARK",
-    "LOAD_FILE",
-    "GET_LOCK",
-    "RELEASE_LOCK",
-    "RELEASE_ALL_LOCKS",
-    "IS_FREE_LOCK",
-    "IS_USED_LOCK",
-    "MASTER_POS_WAIT",
-    "MASTER_GTID_WAIT",
-    "SYS_EXEC",
-    "SYS_EVAL",
-];
+/// What to tell a client whose function is not an allowed built-in.
+const STORED_FUNCTION_HINT: &str = "only built-in functions are allowed; stored functions are not. \
+Compute the value with built-ins (CONCAT, ROUND, DATE_FORMAT, COALESCE, JSON_EXTRACT, ...) or read the columns and compute it yourself";
 
 /// Schemas that describe or administer the server. Compared case-insensitively.
 const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "mysql", "performance_schema", "sys"];
@@ -206,19 +194,47 @@ impl Visitor for Rules<'_> {
                     return self.statement(
                         Rule::FunctionNotAllowed,
                         format!("calling the schema-qualified function {name} is not allowed"),
-                        "use built-in functions only",
+                        STORED_FUNCTION_HINT,
                     );
                 }
-                let base = match &name.0[0] {
-                    ObjectNamePart::Identifier(ident) => ident.value.to_ascii_uppercase(),
-                    ObjectNamePart::Function(_) => String::new(),
+                // Built-ins only (functions.rs): a stored function would run
+                // its body with the backend's rights, outside the guard.
+                let ident = match &name.0[0] {
+                    ObjectNamePart::Identifier(ident) => Some(ident),
+                    ObjectNamePart::Function(_) => None,
                 };
-                if base.is_empty() || DENIED_FUNCTIONS.contains(&base.as_str()) {
+                let Some(ident) = ident else {
                     return self.statement(
                         Rule::FunctionNotAllowed,
                         format!("the function {name}() is not allowed"),
-                        "it can stall, lock or read the server; leave it out",
+                        STORED_FUNCTION_HINT,
                     );
+                };
+                // A quoted name skips MariaDB's keyword-level built-ins (IF,
+                // COUNT, ...) and may resolve to a stored function of that name.
+                if ident.quote_style.is_some() {
+                    return self.statement(
+                        Rule::FunctionNotAllowed,
+                        format!("the quoted function name {name}() is not allowed"),
+                        "write built-in function names without quotes, e.g. CONCAT(a, b)",
+                    );
+                }
+                match functions::verdict(&ident.value) {
+                    functions::Verdict::Allowed => {}
+                    functions::Verdict::Dangerous => {
+                        return self.statement(
+                            Rule::FunctionNotAllowed,
+                            format!("the function {name}() is not allowed"),
+                            "it can stall, lock or read the server; leave it out",
+                        );
+                    }
+                    functions::Verdict::NotAllowed => {
+                        return self.statement(
+                            Rule::FunctionNotAllowed,
+                            format!("the function {name}() is not allowed"),
+                            STORED_FUNCTION_HINT,
+                        );
+                    }
                 }
                 ControlFlow::Continue(())
             }
