@@ -320,7 +320,7 @@ impl Metrics {
             constant!(IntCounterVec::new(
                 Opts::new(
                     "sqlguard_backend_errors_total",
-                    "Errors from the database, by MariaDB code (0: no connection or connection lost)."
+                    "Failed statements by MariaDB error code (0: no answer: no connection, connection lost, deadline)."
                 ),
                 &["code"],
             )),
