@@ -47,7 +47,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("observe_by_name_allowed_select", |b| {
         b.iter(|| metrics.observe(black_box(&allow), allow.guard_us, None))
     });
-    let audit = AuditLog::open(None).expect("audit");
+    let audit = AuditLog::open(&config::AuditConfig::default()).expect("audit");
     group.bench_function("render_scrape", |b| {
         b.iter(|| black_box(metrics.render(&audit, None)).len())
     });
