@@ -121,8 +121,11 @@ pub fn for_limit(limit: &LimitError) -> ClientError {
         LimitError::Concurrency { .. } | LimitError::Rate { .. } => {
             ErrorKind::ER_USER_LIMIT_REACHED
         }
-        // 1153, as MariaDB's max_allowed_packet (the connection stays open).
-        LimitError::StatementSize { .. } => ErrorKind::ER_NET_PACKET_TOO_LARGE,
+        // 1153, as MariaDB's max_allowed_packet (after a statement that is
+        // too long the connection stays open; after a packet, it is closed).
+        LimitError::StatementSize { .. } | LimitError::Packet { .. } => {
+            ErrorKind::ER_NET_PACKET_TOO_LARGE
+        }
         // 1104, as MariaDB's max_join_size: the result is too big to send.
         LimitError::ResultRows { .. } | LimitError::ResultBytes { .. } => {
             ErrorKind::ER_TOO_BIG_SELECT

@@ -86,6 +86,11 @@ pub enum LimitError {
     )]
     StatementSize { len: usize, max: usize },
     #[error(
+        "sqlguard: Got a packet bigger than 'max_allowed_packet' bytes \
+         (limits.max_packet_bytes = {max}); the connection is closed"
+    )]
+    Packet { max: usize },
+    #[error(
         "sqlguard: the result has more than max_result_rows ({max}) rows; the rows already \
          sent are NOT the complete result. Add a LIMIT or a narrower WHERE"
     )]
@@ -104,6 +109,7 @@ pub const RULES: &[&str] = &[
     "max_concurrent_statements",
     "statements_per_second",
     "max_statement_bytes",
+    "max_packet_bytes",
     "max_result_rows",
     "max_result_bytes",
     "user_removed",
@@ -117,6 +123,7 @@ impl LimitError {
             LimitError::Concurrency { .. } => "max_concurrent_statements",
             LimitError::Rate { .. } => "statements_per_second",
             LimitError::StatementSize { .. } => "max_statement_bytes",
+            LimitError::Packet { .. } => "max_packet_bytes",
             LimitError::ResultRows { .. } => "max_result_rows",
             LimitError::ResultBytes { .. } => "max_result_bytes",
         }
@@ -395,6 +402,7 @@ mod tests {
                 retry_ms: 1,
             },
             LimitError::StatementSize { len: 2, max: 1 },
+            LimitError::Packet { max: 1 },
             LimitError::ResultRows { max: 1 },
             LimitError::ResultBytes { max: 1 },
         ] {

@@ -186,7 +186,7 @@ async fn statement_size_answers_1153_before_parsing() {
 }
 
 #[tokio::test]
-async fn max_packet_bytes_closes_the_connection() {
+async fn max_packet_bytes_answers_1153_and_closes_the_connection() {
     let toml = format!(
         "{}\n[limits]\nmax_packet_bytes = 4096\nmax_statement_bytes = 4096\n",
         sqlguard::DEMO_PROXY_TOML
@@ -194,8 +194,9 @@ async fn max_packet_bytes_closes_the_connection() {
     let proxy = start_proxy(config_from_toml(&toml, shared_db_port())).await;
     let mut bot = connect(&proxy, CLAWDBOT).await;
     let huge = format!("SELECT '{}'", "x".repeat(10_000));
-    let r = bot.query_drop(&huge).await;
-    assert!(r.is_err(), "a command above max_packet_bytes was read");
+    let (code, message) = server_error(bot.query_drop(&huge).await);
+    assert_eq!(code, 1153, "{message}");
+    assert!(message.contains("max_packet_bytes = 4096"), "{message}");
     // The proxy serves new connections as before.
     let mut again = connect(&proxy, CLAWDBOT).await;
     assert_eq!(one(&mut again, "SELECT 1").await, 1);

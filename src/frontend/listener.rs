@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::decision_cache::DecisionCache;
 use crate::error;
 use crate::frontend::auth::ConnectionIds;
+use crate::frontend::packets::ResponseWriter;
 use crate::frontend::shim::Shim;
 use crate::frontend::socket::{ClientSocket, SharedSocket};
 use crate::frontend::wire::{ConnSignals, GuardedReader, GuardedWriter};
@@ -311,13 +312,22 @@ async fn serve_connection(
         WRITE_BUFFER_BYTES,
         GuardedWriter::new(socket.clone(), signals.clone()),
     );
-    let shim = Shim::new(shared.clone(), signals, socket, peer);
+    let shim = Shim::new(shared.clone(), signals.clone(), socket.clone(), peer);
     let options = IntermediaryOptions {
         // Every `USE` reaches the guard as a parsed statement (quirk 3).
         process_use_statement_on_query: true,
         reject_connection_on_dbname_absence: false,
     };
     if let Err(e) = AsyncMysqlIntermediary::run_with_options(shim, reader, writer, &options).await {
+        if signals.packet_too_large() {
+            // As MariaDB: 1153, then the connection is closed.
+            let limit = crate::limits::LimitError::Packet {
+                max: signals.max_command_bytes(),
+            };
+            let mut out =
+                ResponseWriter::new(socket, signals.response_seq(), signals.client_flags());
+            let _ = out.client_error(&error::for_limit(&limit)).await;
+        }
         match e.kind() {
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted

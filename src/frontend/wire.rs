@@ -71,6 +71,9 @@ pub struct ConnSignals {
     tls_offered: AtomicBool,
     /// The connection was upgraded to TLS before the handshake response.
     tls_active: AtomicBool,
+    /// A command went over `max_command_bytes`; the listener says so (1153)
+    /// before it closes the connection.
+    packet_too_large: AtomicBool,
 }
 
 impl Default for ConnSignals {
@@ -88,6 +91,7 @@ impl Default for ConnSignals {
             max_command_bytes: AtomicUsize::new(MAX_COMMAND_BYTES),
             tls_offered: AtomicBool::new(false),
             tls_active: AtomicBool::new(false),
+            packet_too_large: AtomicBool::new(false),
         }
     }
 }
@@ -197,6 +201,7 @@ impl ConnSignals {
                 input.long_data_bytes += data.len();
                 let max = self.max_command_bytes();
                 if input.long_data_bytes > max {
+                    self.packet_too_large.store(true, Ordering::Relaxed);
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("more than {max} bytes of long data"),
@@ -222,8 +227,14 @@ impl ConnSignals {
         self.max_command_bytes.store(max, Ordering::Relaxed);
     }
 
-    fn max_command_bytes(&self) -> usize {
+    /// The largest command read, in bytes.
+    pub fn max_command_bytes(&self) -> usize {
         self.max_command_bytes.load(Ordering::Relaxed)
+    }
+
+    /// True once a command went over [`Self::max_command_bytes`].
+    pub fn packet_too_large(&self) -> bool {
+        self.packet_too_large.load(Ordering::Relaxed)
     }
 
     pub fn take_reset_request(&self) -> bool {
@@ -313,6 +324,7 @@ impl Framing {
                     self.command_bytes += len;
                     let max = signals.max_command_bytes();
                     if self.command_bytes > max {
+                        signals.packet_too_large.store(true, Ordering::Relaxed);
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
                             format!(
