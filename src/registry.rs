@@ -42,6 +42,9 @@ pub struct ReloadSummary {
     pub removed: Vec<String>,
     /// Users whose policy, tenant, password or limits changed.
     pub changed: Vec<String>,
+    /// The file also changed sections a reload does not apply (listen,
+    /// backend, audit, metrics, log): they need a restart.
+    pub restart_needed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,9 @@ pub struct Registry {
     /// Equal to `current.generation`; read without the lock on every statement.
     generation: AtomicU64,
     source: Option<ConfigSource>,
+    /// The sections a reload does not apply, as loaded at start-up (Debug
+    /// text; the backend password is redacted in it).
+    fixed: String,
     /// One reload at a time (two SIGHUPs in a row must not interleave).
     reloading: Mutex<()>,
     /// Per-user connection, concurrency and rate counters (not reloaded).
@@ -70,6 +76,7 @@ impl Registry {
             current: RwLock::new(Arc::new(Catalog::new(1, config))),
             generation: AtomicU64::new(1),
             source: config.source.clone(),
+            fixed: fixed_sections(config),
             reloading: Mutex::new(()),
             counters: Counters::default(),
         }
@@ -104,7 +111,8 @@ impl Registry {
         let config = config::load(&source.path, &source.overrides)?;
         let old = self.current();
         let new = Catalog::new(old.generation + 1, &config);
-        let summary = summarize(&old, &new);
+        let mut summary = summarize(&old, &new);
+        summary.restart_needed = fixed_sections(&config) != self.fixed;
         match self.current.write() {
             Ok(mut slot) => *slot = Arc::new(new),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
@@ -112,6 +120,13 @@ impl Registry {
         self.generation.store(summary.generation, Ordering::Release);
         Ok(summary)
     }
+}
+
+fn fixed_sections(config: &Config) -> String {
+    format!(
+        "{:?}{:?}{:?}{:?}{:?}",
+        config.listen, config.backend, config.audit, config.metrics, config.log
+    )
 }
 
 fn summarize(old: &Catalog, new: &Catalog) -> ReloadSummary {
@@ -148,5 +163,6 @@ fn summarize(old: &Catalog, new: &Catalog) -> ReloadSummary {
         added,
         removed,
         changed,
+        restart_needed: false,
     }
 }

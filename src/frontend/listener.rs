@@ -199,6 +199,11 @@ pub async fn reload(shared: &Arc<Shared>) {
     let result = tokio::task::spawn_blocking(move || registry.reload()).await;
     shared.metrics.config_reloaded(matches!(result, Ok(Ok(_))));
     match result {
+        Ok(Ok(summary)) if summary.restart_needed => tracing::warn!(
+            generation = summary.generation,
+            "configuration reloaded (users, policies, limits); changes to [listen], [backend], \
+             [audit], [metrics] or [log] need a restart"
+        ),
         Ok(Ok(summary)) => tracing::info!(
             generation = summary.generation,
             added = ?summary.added,
