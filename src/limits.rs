@@ -28,17 +28,17 @@ pub struct Limits {
     pub max_result_bytes: u64,
 }
 
-/// Defaults: above what the bundled policies and benchmarks need (the
-/// read-only policy allows LIMIT 1,000,000; a benchmark loop sends 1,000
-/// statements as fast as it can), so they only stop a runaway client; set
-/// tighter values per user for an agent.
+/// Defaults: above what the bundled policies, tests and benchmarks need (the
+/// read-only policy allows LIMIT 1,000,000; a test sends 10,000 prepares as
+/// fast as it can), so they only stop a runaway client; set tighter values
+/// per user for an agent.
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_user_connections: 100,
             max_concurrent_statements: 32,
-            statements_per_second: 1000.0,
-            statement_burst: 2000,
+            statements_per_second: 5000.0,
+            statement_burst: 20_000,
             max_statement_bytes: crate::guard::MAX_STATEMENT_BYTES,
             max_result_rows: 1_000_000,
             max_result_bytes: 1024 * 1024 * 1024,
