@@ -235,7 +235,19 @@ async fn sighup_reloads_users_and_policies() {
 
     // The audit log says which policy decided each statement.
     drop(bot);
-    let records = served.audit();
+    // The audit writer may still be appending the last record.
+    let mut records = served.audit();
+    for _ in 0..200 {
+        let n = records
+            .iter()
+            .filter(|r| r.user == "clawdbot" && r.sql.as_deref() == Some(UPDATE))
+            .count();
+        if n >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+        records = served.audit();
+    }
     let updates: Vec<&Record> = records
         .iter()
         .filter(|r| r.user == "clawdbot" && r.sql.as_deref() == Some(UPDATE))
