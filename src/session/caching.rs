@@ -35,11 +35,13 @@ pub(super) struct CacheState {
     /// come back in, so they are part of the key. `None`: too many; the
     /// session no longer uses the cache.
     settings: Option<String>,
-    /// The backend may be inside a transaction (or in `autocommit = 0`,
-    /// where every statement opens one). Then nothing is served from the
-    /// cache (repeatable read; the session's own uncommitted writes) and
+    /// The backend may be inside a transaction. Then nothing is served from
+    /// the cache (repeatable read; the session's own uncommitted writes) and
     /// nothing is stored (it could show uncommitted rows to others).
     in_transaction: bool,
+    /// `autocommit = 0`: every statement opens a transaction, so the cache
+    /// is neither read nor written either.
+    autocommit_off: bool,
     /// Writes made inside the open transaction: other sessions neither get
     /// nor store cached results of these tables until it ends, and its end
     /// (COMMIT, ROLLBACK, an implicit commit, a lost connection) invalidates
@@ -52,6 +54,7 @@ impl Default for CacheState {
         CacheState {
             settings: Some(String::new()),
             in_transaction: false,
+            autocommit_off: false,
             held: Vec::new(),
         }
     }
@@ -63,6 +66,11 @@ impl CacheState {
     /// is gone end now.
     pub(super) fn backend_reset(&mut self) {
         *self = CacheState::default();
+    }
+
+    /// Whether the cache may be read and written for this session now.
+    fn usable(&self) -> bool {
+        !self.in_transaction && !self.autocommit_off
     }
 }
 
@@ -196,7 +204,7 @@ impl Session {
         let Some(ttl) = access.cache_ttl else {
             return Plan::Bypass;
         };
-        if self.caching.in_transaction {
+        if !self.caching.usable() {
             return Plan::Bypass;
         }
         let Some(settings) = self.caching.settings.as_deref() else {
@@ -281,7 +289,7 @@ impl Session {
             Plan::Miss {
                 ticket: Some(ticket),
                 ttl,
-            } if !self.caching.in_transaction
+            } if self.caching.usable()
                 && outcome.backend_error.is_none()
                 && outcome.limit.is_none() =>
             {
