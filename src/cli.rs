@@ -327,10 +327,15 @@ fn check(config_path: &Path, user: &str, sql: Option<String>) -> anyhow::Result<
             kind,
             sql,
             rewrites,
+            access,
             ..
         } => {
+            let cache = match access.cache_ttl {
+                Some(ttl) => format!("result cache: yes, for up to {ttl:?}"),
+                None => "result cache: no".to_string(),
+            };
             say(&format!(
-                "decision: allow\nkind: {kind}\nrewrites: {}\nsql: {sql}",
+                "decision: allow\nkind: {kind}\nrewrites: {}\n{cache}\nsql: {sql}",
                 rewrites.describe()
             ));
             Ok(0)

@@ -277,6 +277,11 @@ impl Session {
         if kind == StatementKind::Set {
             if let Some(settings) = self.caching.settings.as_mut() {
                 settings.push_str(sql);
+                // A prepared SET's template says nothing of its values.
+                if !params.is_empty() {
+                    settings.push(' ');
+                    settings.push_str(&hex::encode(params));
+                }
                 settings.push('\n');
                 if settings.len() > MAX_SETTINGS_BYTES {
                     self.caching.settings = None;
