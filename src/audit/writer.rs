@@ -271,7 +271,10 @@ impl Writer {
         if self.state.reopen.swap(false, Ordering::AcqRel) {
             tracing::info!(path = %self.path.display(), "reopening the audit log");
             self.close();
-        } else if self.file.is_some() && self.identity_check_due() && !self.still_at_path() {
+        } else if self.file.is_some()
+            && (self.identity_check_due() || self.rotation_follows())
+            && !self.still_at_path()
+        {
             tracing::info!(path = %self.path.display(), "the audit log was moved; opening the path again");
             self.close();
         }
@@ -307,6 +310,13 @@ impl Writer {
             let _ = done.send(synced);
         }
         Ok(())
+    }
+
+    /// This batch will make the file reach `rotate_bytes`: rotation renames
+    /// by path, so the path must still name the open file.
+    fn rotation_follows(&self) -> bool {
+        self.next_rotation
+            .is_some_and(|at| self.good_len + self.pending.len() as u64 >= at)
     }
 
     fn identity_check_due(&mut self) -> bool {
