@@ -60,6 +60,11 @@ pub struct Record {
     pub policy_version: Option<String>,
     /// Rows returned or affected.
     pub rows: Option<u64>,
+    /// The result cache's answer for a cacheable SELECT: `hit` (served from
+    /// memory, not forwarded: `backend_us` is absent) or `miss`. Absent
+    /// when the cache was not consulted.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cache: Option<String>,
     pub duration_us: u64,
     pub backend_us: Option<u64>,
     pub prev_hash: String,
@@ -83,6 +88,8 @@ pub struct Entry {
     pub rewrites: Option<String>,
     pub policy_version: Option<std::sync::Arc<str>>,
     pub rows: Option<u64>,
+    /// `hit` | `miss` (see [`Record::cache`]).
+    pub cache: Option<&'static str>,
     pub duration_us: u64,
     pub backend_us: Option<u64>,
     /// For metrics only (not written to the log).

@@ -26,6 +26,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub limits: LimitsConfig,
+    pub cache: CacheConfig,
     pub users: Vec<UserConfig>,
     /// Where the config was read from, for a reload (SIGHUP); `None` for
     /// text loaded from elsewhere (the demo, tests), which cannot be reloaded.
@@ -135,6 +136,41 @@ impl Default for AuditConfig {
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
     pub address: Option<SocketAddr>,
+}
+
+/// `[cache]`: the result cache (cache.rs; which tables, and for how long,
+/// is each policy's `cache_ttl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Memory for cached results; 0 turns the cache off.
+    pub max_bytes: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_bytes: crate::cache::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// The largest `cache.max_bytes` accepted (a typo of a few digits should not
+/// let the cache take the machine's memory).
+const MAX_CACHE_BYTES: i64 = 16 * 1024 * 1024 * 1024;
+
+fn validate_cache(raw: Option<raw::RawCache>, problems: &mut Vec<String>) -> CacheConfig {
+    match raw.and_then(|c| c.max_bytes) {
+        None => CacheConfig::default(),
+        Some(n) if (0..=MAX_CACHE_BYTES).contains(&n) => CacheConfig {
+            max_bytes: usize::try_from(n).unwrap_or(usize::MAX),
+        },
+        Some(n) => {
+            problems.push(format!(
+                "cache.max_bytes: must be from 0 (off) to {MAX_CACHE_BYTES} (got {n})"
+            ));
+            CacheConfig::default()
+        }
+    }
 }
 
 /// `[log]`: process logs (the audit log is `[audit]`).
@@ -265,6 +301,7 @@ fn validate(
         },
     };
     let limits = validate_limits(raw.limits, problems);
+    let cache = validate_cache(raw.cache, problems);
     let tls_offered = listen.as_ref().is_some_and(|l| l.tls.is_some());
     let users = validate_users(
         raw.users,
@@ -280,6 +317,7 @@ fn validate(
         metrics,
         log,
         limits,
+        cache,
         users,
         source: None,
     })
@@ -904,6 +942,29 @@ mod tests {
             problems.contains("users[0] (clawdbot).policy"),
             "{problems}"
         );
+    }
+
+    #[test]
+    fn cache_max_bytes() {
+        let config = |extra: &str| {
+            load_str(
+                &format!("{GOOD}\n{extra}"),
+                Path::new("t.toml"),
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+                &Overrides::default(),
+            )
+        };
+        let default = config("").map(|c| c.cache.max_bytes);
+        assert_eq!(default.ok(), Some(crate::cache::DEFAULT_MAX_BYTES));
+        let off = config("[cache]\nmax_bytes = 0").map(|c| c.cache.max_bytes);
+        assert_eq!(off.ok(), Some(0));
+        let problems = problems_of(&format!("{GOOD}\n[cache]\nmax_bytes = -1")).join("\n");
+        assert!(
+            problems.contains("cache.max_bytes: must be from 0"),
+            "{problems}"
+        );
+        let problems = problems_of(&format!("{GOOD}\n[cache]\nmax_byte = 1")).join("\n");
+        assert!(problems.contains("max_byte"), "{problems}");
     }
 
     #[test]

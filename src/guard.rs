@@ -21,6 +21,7 @@
 //! 7. Serialization of the checked AST and a round-trip check on it.
 
 mod ast_limits;
+mod cacheable;
 mod classify;
 mod columns;
 mod decision;
@@ -44,7 +45,8 @@ use sqlparser::parser::{Parser, ParserOptions};
 use crate::policy::Policy;
 
 pub use decision::{
-    CheckedSql, Decision, Denial, DenyClass, Lookup, Rewrites, Rule, StatementKind,
+    Access, CheckedSql, Decision, Denial, DenyClass, Lookup, Rewrites, Rule, StatementKind,
+    TableAccess,
 };
 pub use functions::allowed_functions;
 pub use limit::LimitChange;
@@ -119,12 +121,21 @@ fn check_inner(
             rules::check(&statement, kind, session).map_err(|d| d.with_kind(kind))?;
             let (rewrites, params) = apply_policy(&mut statement, kind, session, prepared)
                 .map_err(|d| d.with_kind(kind))?;
+            let access = if matches!(
+                statement,
+                Statement::Query(_) | Statement::Insert(_) | Statement::Update(_)
+            ) {
+                cacheable::access(&statement, session.policy)
+            } else {
+                Access::default()
+            };
             let sql = serialize(&statement).map_err(|d| d.with_kind(kind))?;
             Ok(Decision::Allow {
                 kind,
                 sql,
                 rewrites,
                 params,
+                access,
             })
         }
     }

@@ -11,6 +11,8 @@
 //! - [`guard`]: pure, no I/O. Decides `Decision::Allow(CheckedSql)` or
 //!   `Decision::Deny(Denial)` for one statement.
 //! - [`backend`]: the mysql_async pool towards MariaDB; runs only `CheckedSql`.
+//! - [`cache`]: the result cache: catalogue SELECTs answered from memory
+//!   until their TTL ends or a write through sqlguard invalidates them.
 //! - [`audit`]: the hash-chained JSON-lines audit log, and its reader.
 //! - [`config`]: `proxy.toml` parsed once, at start-up, into validated types.
 //! - [`policy`]: `policies/<name>.toml` compiled into what the guard reads.
@@ -25,6 +27,7 @@
 
 pub mod audit;
 pub mod backend;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod decision_cache;

@@ -199,6 +199,8 @@ pub struct Metrics {
     pub decision_cache_hits: IntCounter,
     /// Guard decisions the guard had to make (`result="miss"`).
     pub decision_cache_misses: IntCounter,
+    /// The result cache's lookups, size and invalidations (cache.rs).
+    pub result_cache: crate::cache::CacheMetrics,
     users: RwLock<HashMap<String, Arc<UserMetrics>>>,
     unknown_user: Arc<UserMetrics>,
     /// `sqlguard_config_reloads_total{result="ok"|"error"}` (SIGHUP).
@@ -233,6 +235,48 @@ macro_rules! constant {
             Err(e) => unreachable!("constant metric definition rejected: {e}"),
         }
     };
+}
+
+/// `sqlguard_result_cache_*`: lookups by result, bytes and entries held,
+/// invalidations (writes through sqlguard that ended, and full clears).
+fn result_cache_metrics(registry: &Registry) -> crate::cache::CacheMetrics {
+    let lookups = register(
+        registry,
+        constant!(IntCounterVec::new(
+            Opts::new(
+                "sqlguard_result_cache_lookups_total",
+                "Cacheable SELECTs looked up in the result cache: hit (answered from \
+                 memory, not forwarded) or miss (forwarded)."
+            ),
+            &["result"],
+        )),
+    );
+    crate::cache::CacheMetrics {
+        hits: lookups.with_label_values(&["hit"]),
+        misses: lookups.with_label_values(&["miss"]),
+        bytes: register(
+            registry,
+            constant!(IntGauge::new(
+                "sqlguard_result_cache_bytes",
+                "Bytes held by the result cache (estimated)."
+            )),
+        ),
+        entries: register(
+            registry,
+            constant!(IntGauge::new(
+                "sqlguard_result_cache_entries",
+                "Results held by the result cache."
+            )),
+        ),
+        invalidations: register(
+            registry,
+            constant!(IntCounter::new(
+                "sqlguard_result_cache_invalidations_total",
+                "Writes through sqlguard that ended (each invalidates the cached results \
+                 of the tables it named) and full clears."
+            )),
+        ),
+    }
 }
 
 impl Metrics {
@@ -340,6 +384,7 @@ impl Metrics {
         );
         let decision_cache_hits = decision_cache.with_label_values(&["hit"]);
         let decision_cache_misses = decision_cache.with_label_values(&["miss"]);
+        let result_cache = result_cache_metrics(&registry);
         let build_info = register(
             &registry,
             constant!(IntGaugeVec::new(
@@ -386,6 +431,7 @@ impl Metrics {
             backend_errors,
             decision_cache_hits,
             decision_cache_misses,
+            result_cache,
             users: RwLock::new(HashMap::new()),
             unknown_user,
         }

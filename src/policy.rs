@@ -74,6 +74,10 @@ pub struct TablePolicy {
     /// Columns that hold a key of another tenant-scoped table: written values
     /// must name one of the tenant's rows there.
     pub references: Vec<Reference>,
+    /// `cache_ttl`: SELECTs that read only tables with a TTL may be answered
+    /// from the result cache for at most the shortest of them. `None`: never
+    /// cached (absent or `"0s"`).
+    pub cache_ttl: Option<std::time::Duration>,
 }
 
 /// `column` holds `table`.`key`.
@@ -221,6 +225,8 @@ struct RawTable {
     guard: Vec<RawGuard>,
     #[serde(default)]
     references: BTreeMap<String, String>,
+    #[serde(default)]
+    cache_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,6 +416,7 @@ fn compile_table(
         update_columns: raw.update.as_deref().map(lower_all),
         guards: Vec::new(),
         references: Vec::new(),
+        cache_ttl: cache_ttl(&key, raw.cache_ttl.as_deref(), problems),
     };
     for (list, what) in [
         (&table.uuid_columns, "uuid"),
@@ -495,6 +502,34 @@ fn compile_table(
         });
     }
     Some(table)
+}
+
+/// The longest `cache_ttl` accepted. Beyond a day the "cache" is a stale
+/// copy of the table; a value that large is more likely a unit mistake.
+const MAX_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// `tables.<name>.cache_ttl`: a duration as elsewhere in the configuration
+/// (`"30s"`, `"500ms"`, `"5m"`); zero or absent means not cacheable.
+fn cache_ttl(
+    key: &str,
+    text: Option<&str>,
+    problems: &mut Vec<String>,
+) -> Option<std::time::Duration> {
+    let text = text?;
+    match crate::config::parse_duration(text) {
+        Some(ttl) if ttl > MAX_CACHE_TTL => {
+            problems.push(format!("{key}.cache_ttl: at most 24h (got {text:?})"));
+            None
+        }
+        Some(ttl) if ttl.is_zero() => None,
+        Some(ttl) => Some(ttl),
+        None => {
+            problems.push(format!(
+                "{key}.cache_ttl: not a duration (got {text:?}; write e.g. \"30s\", \"500ms\", \"5m\"; \"0s\" for no caching)"
+            ));
+            None
+        }
+    }
 }
 
 fn single(map: &BTreeMap<String, String>) -> Option<(&String, &String)> {
@@ -600,6 +635,35 @@ mod tests {
             "{p}"
         );
         assert!(p.contains("tables.products.update: \"tenant_id\""), "{p}");
+    }
+
+    #[test]
+    fn cache_ttl_is_a_duration() {
+        let table = |ttl: &str| {
+            Policy::from_toml(
+                "t",
+                &format!(
+                    "capabilities = []\n[tables.x]\nscope = \"tenant\"\ncache_ttl = \"{ttl}\"\n"
+                ),
+            )
+            .map(|p| p.tables["x"].cache_ttl)
+            .map_err(|p| p.join("\n"))
+        };
+        assert_eq!(table("30s"), Ok(Some(std::time::Duration::from_secs(30))));
+        assert_eq!(
+            table("250ms"),
+            Ok(Some(std::time::Duration::from_millis(250)))
+        );
+        assert_eq!(table("0s"), Ok(None));
+        assert_eq!(table("0"), Ok(None));
+        let e = table("30").unwrap_err();
+        assert!(e.contains("tables.x.cache_ttl: not a duration"), "{e}");
+        let e = table("2d").unwrap_err();
+        assert!(e.contains("tables.x.cache_ttl"), "{e}");
+        let e = table("25h").unwrap_err();
+        assert!(e.contains("tables.x.cache_ttl: at most 24h"), "{e}");
+        let absent = Policy::from_toml("t", "capabilities = []\n[tables.x]\nscope = \"tenant\"\n");
+        assert_eq!(absent.map(|p| p.tables["x"].cache_ttl), Ok(None));
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub struct ReloadSummary {
     /// Users whose policy, tenant, password or limits changed.
     pub changed: Vec<String>,
     /// The file also changed sections a reload does not apply (listen,
-    /// backend, audit, metrics, log): they need a restart.
+    /// backend, audit, metrics, log, cache): they need a restart.
     pub restart_needed: bool,
 }
 
@@ -124,8 +124,8 @@ impl Registry {
 
 fn fixed_sections(config: &Config) -> String {
     format!(
-        "{:?}{:?}{:?}{:?}{:?}",
-        config.listen, config.backend, config.audit, config.metrics, config.log
+        "{:?}{:?}{:?}{:?}{:?}{:?}",
+        config.listen, config.backend, config.audit, config.metrics, config.log, config.cache
     )
 }
 

@@ -2,6 +2,7 @@
 //! the backend connection it pins. The only place that calls guard → backend,
 //! in that order; nothing reaches the backend without a `Decision::Allow`.
 
+mod caching;
 mod prepared;
 
 pub use prepared::MAX_PREPARED_PER_SESSION;
@@ -18,6 +19,7 @@ use tokio::io::AsyncWrite;
 
 use crate::audit::{self, AuditLog};
 use crate::backend::{Backend, BackendError, within};
+use crate::cache::{Format, ResultCache};
 use crate::config::UserConfig;
 use crate::decision_cache::{Asker, DecisionCache};
 use crate::error;
@@ -51,6 +53,10 @@ pub struct Session {
     /// This user's series, resolved once per session.
     user_metrics: Arc<UserMetrics>,
     decisions: Arc<DecisionCache>,
+    /// Result sets of catalogue reads, shared by every session (cache.rs).
+    results: Arc<ResultCache>,
+    /// This session's side of it: settings, transaction state, held writes.
+    caching: caching::CacheState,
 }
 
 impl Drop for Session {
@@ -104,6 +110,7 @@ impl Session {
         audit: Arc<AuditLog>,
         metrics: Arc<Metrics>,
         decisions: Arc<DecisionCache>,
+        results: Arc<ResultCache>,
     ) -> Self {
         let user_metrics = metrics.user(&user);
         Session {
@@ -122,6 +129,8 @@ impl Session {
             audit,
             metrics,
             decisions,
+            results,
+            caching: caching::CacheState::default(),
         }
     }
 
@@ -230,11 +239,25 @@ impl Session {
                 self.finish(entry, "allow", started).await;
                 writer.completed(results::local_ok()).await
             }
-            Decision::Allow { sql, rewrites, .. } => {
+            Decision::Allow {
+                kind,
+                sql,
+                rewrites,
+                access,
+                ..
+            } => {
                 let lookups = &rewrites.lookups;
                 let deadline = self.backend.deadline();
                 entry.executed_sql = Some(sql.to_string());
                 entry.rewrites = Some(rewrites.describe());
+                let plan = self.cache_plan(*kind, access, sql.as_str(), &[], Format::Text);
+                entry.cache = plan.audit();
+                if let caching::Plan::Hit(rows) = &plan {
+                    return self
+                        .answer_from_cache(entry, rows, started, &mut response)
+                        .await;
+                }
+                self.capture_for(&plan, &mut response);
                 let limits = ResultLimits::of(&self.user.limits);
                 let conn = match self.pinned().await {
                     Ok(conn) => conn,
@@ -262,6 +285,15 @@ impl Session {
                     Err(e) => return Err(self.client_gone(entry, started, e).await),
                 };
                 entry.backend_us = Some(micros(backend_started));
+                self.after_forwarded(
+                    *kind,
+                    sql.as_str(),
+                    &[],
+                    Format::Text,
+                    plan,
+                    &outcome,
+                    &mut response,
+                );
                 self.record_outcome(entry, &outcome, started).await;
                 self.after_statement(&outcome);
                 Ok(())
@@ -337,8 +369,11 @@ impl Session {
             // A reset also frees the backend's prepared statements.
             self.prepared.forget_backend();
             let deadline = self.backend.deadline();
-            if within(deadline, conn.reset()).await.is_err() {
-                self.drop_pinned();
+            match within(deadline, conn.reset()).await {
+                // Default settings again, any transaction rolled back.
+                Ok(true) => self.caching.backend_reset(),
+                Ok(false) => {}
+                Err(_) => self.drop_pinned(),
             }
         }
     }
@@ -377,6 +412,9 @@ impl Session {
             self.metrics.pinned_backend_connections.dec();
         }
         self.prepared.forget_backend();
+        // The next connection starts with default settings, and a
+        // transaction on this one is gone (its held writes end).
+        self.caching.backend_reset();
     }
 
     /// The client went away (or stopped reading) in the middle of a

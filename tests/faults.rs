@@ -248,6 +248,9 @@ async fn paused_database_times_out_and_the_connection_is_discarded() {
     let (mut config, audit) = config_with_audit(db.port(), "pause");
     config.backend.query_timeout = Duration::from_secs(1);
     config.backend.connect_timeout = Duration::from_secs(2);
+    // The repeated product reads below must reach the (paused) backend; the
+    // result cache would answer them from memory.
+    config.cache.max_bytes = 0;
     let proxy = start_proxy(config).await;
     let mut faults = 0;
 

@@ -244,6 +244,7 @@ impl Writer {
             rewrites: entry.rewrites,
             policy_version: entry.policy_version.map(|v| v.to_string()),
             rows: entry.rows,
+            cache: entry.cache.map(str::to_string),
             duration_us: entry.duration_us,
             backend_us: entry.backend_us,
             prev_hash: std::mem::take(&mut self.last_hash),

@@ -14,8 +14,15 @@ pub struct RawConfig {
     pub metrics: Option<RawMetrics>,
     pub log: Option<RawLog>,
     pub limits: Option<RawLimits>,
+    pub cache: Option<RawCache>,
     #[serde(default)]
     pub users: Vec<RawUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub max_bytes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
 use crate::backend::{Backend, advertised_version};
+use crate::cache::ResultCache;
 use crate::config::Config;
 use crate::decision_cache::DecisionCache;
 use crate::error;
@@ -50,6 +51,8 @@ pub struct Shared {
     /// Guard decisions, shared by every session (keyed by user, tenant,
     /// policy, database and text: see decision_cache.rs).
     pub decisions: Arc<DecisionCache>,
+    /// Result sets of catalogue reads, shared by every session (cache.rs).
+    pub results: Arc<ResultCache>,
     pub conn_ids: ConnectionIds,
     version: RwLock<String>,
 }
@@ -117,10 +120,12 @@ pub async fn start(config: Config) -> io::Result<RunningProxy> {
         metrics.decision_cache_hits.clone(),
         metrics.decision_cache_misses.clone(),
     );
+    let results = ResultCache::new(config.cache.max_bytes).counting(metrics.result_cache.clone());
     let shared = Arc::new(Shared {
         backend,
         metrics,
         decisions: Arc::new(decisions),
+        results: Arc::new(results),
         audit: Arc::new(audit),
         registry,
         conn_ids: ConnectionIds::default(),

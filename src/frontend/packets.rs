@@ -10,8 +10,11 @@
 //! its own buffer is empty, so the two never interleave.
 
 use std::io;
+use std::sync::Arc;
 
 use mysql_async::Column;
+
+use crate::cache::CachedRows;
 
 /// Payload size at which a packet is split (2^24 - 1).
 const MAX_PAYLOAD: usize = 0xFF_FFFF;
@@ -39,6 +42,44 @@ pub struct ResponseWriter {
     deprecate_eof: bool,
     /// Payload bytes of every packet so far (the result-size guard reads it).
     bytes: u64,
+    /// When the session may store this response in the result cache: the
+    /// result set as it is written (session/caching.rs).
+    capture: Option<Box<Capture>>,
+}
+
+/// A result set being copied for the result cache, as it is written.
+struct Capture {
+    columns: Option<Arc<[Column]>>,
+    payloads: Vec<u8>,
+    row_ends: Vec<usize>,
+    /// Set by the terminator: the response is complete.
+    end_status: Option<(u16, u16)>,
+    /// Too big, an error, an OK instead of rows: nothing is kept.
+    failed: bool,
+    max_bytes: usize,
+    max_rows: u64,
+}
+
+impl Capture {
+    fn row(&mut self, payload: &[u8]) {
+        if self.failed {
+            return;
+        }
+        if self.row_ends.len() as u64 >= self.max_rows
+            || self.payloads.len() + payload.len() > self.max_bytes
+        {
+            self.fail();
+            return;
+        }
+        self.payloads.extend_from_slice(payload);
+        self.row_ends.push(self.payloads.len());
+    }
+
+    fn fail(&mut self) {
+        self.failed = true;
+        self.payloads = Vec::new();
+        self.row_ends = Vec::new();
+    }
 }
 
 impl ResponseWriter {
@@ -51,6 +92,72 @@ impl ResponseWriter {
             seq,
             deprecate_eof: client_flags & CLIENT_DEPRECATE_EOF != 0,
             bytes: 0,
+            capture: None,
+        }
+    }
+
+    /// Copies the result set written from now on (up to `max_rows` rows and
+    /// `max_bytes` of row payloads) for [`ResponseWriter::take_capture`].
+    pub fn capture(&mut self, max_rows: u64, max_bytes: usize) {
+        self.capture = Some(Box::new(Capture {
+            columns: None,
+            payloads: Vec::new(),
+            row_ends: Vec::new(),
+            end_status: None,
+            failed: false,
+            max_bytes,
+            max_rows,
+        }));
+    }
+
+    /// The captured result set, if it was complete (header, rows, terminator
+    /// without warnings) and within the capture's bounds.
+    pub fn take_capture(&mut self) -> Option<CachedRows> {
+        let capture = self.capture.take()?;
+        let Capture {
+            columns: Some(columns),
+            payloads,
+            row_ends,
+            end_status: Some((0, end_status)),
+            failed: false,
+            ..
+        } = *capture
+        else {
+            return None;
+        };
+        Some(CachedRows {
+            columns,
+            payloads,
+            row_ends,
+            end_status,
+            response_bytes: self.bytes,
+        })
+    }
+
+    /// Writes a cached result set as this client expects it (sequence ids,
+    /// EOF or OK terminators), and flushes. `status` goes in the EOF after
+    /// the column definitions, as the session's status before a statement.
+    pub async fn replay(&mut self, rows: &CachedRows, status: u16) -> io::Result<()> {
+        self.result_header(&rows.columns, status).await?;
+        for payload in rows.rows() {
+            let p = self.begin_packet();
+            self.buf.extend_from_slice(payload);
+            self.end_packet(p).await?;
+        }
+        self.result_end(0, rows.end_status).await?;
+        self.flush().await
+    }
+
+    /// Copies the payload of the row packet that starts at `start`.
+    fn capture_row(&mut self, start: usize) {
+        if let Some(capture) = self.capture.as_deref_mut() {
+            capture.row(&self.buf[start + 4..]);
+        }
+    }
+
+    fn capture_failed(&mut self) {
+        if let Some(capture) = self.capture.as_deref_mut() {
+            capture.fail();
         }
     }
 
@@ -110,6 +217,13 @@ impl ResponseWriter {
 
     /// The column count and the column definitions of a result set.
     pub async fn result_header(&mut self, columns: &[Column], status: u16) -> io::Result<()> {
+        if let Some(capture) = self.capture.as_deref_mut() {
+            if capture.columns.is_some() {
+                capture.fail();
+            } else {
+                capture.columns = Some(columns.into());
+            }
+        }
         let p = self.begin_packet();
         put_lenenc_int(&mut self.buf, columns.len() as u64);
         self.end_packet(p).await?;
@@ -136,6 +250,7 @@ impl ResponseWriter {
                 None => self.buf.push(0xFB),
             }
         }
+        self.capture_row(p);
         self.end_packet(p).await
     }
 
@@ -163,11 +278,15 @@ impl ResponseWriter {
                 ),
             }
         }
+        self.capture_row(p);
         self.end_packet(p).await
     }
 
     /// Ends the rows of a result set.
     pub async fn result_end(&mut self, warnings: u16, status: u16) -> io::Result<()> {
+        if let Some(capture) = self.capture.as_deref_mut() {
+            capture.end_status = Some((warnings, status));
+        }
         if self.deprecate_eof {
             // An OK packet with the EOF header (CLIENT_DEPRECATE_EOF).
             let p = self.begin_packet();
@@ -202,6 +321,7 @@ impl ResponseWriter {
         warnings: u16,
         info: &[u8],
     ) -> io::Result<()> {
+        self.capture_failed();
         let p = self.begin_packet();
         self.buf.push(0x00);
         put_lenenc_int(&mut self.buf, affected_rows);
@@ -217,6 +337,7 @@ impl ResponseWriter {
 
     /// ERR with the code and SQLSTATE given (the backend's own, when forwarding).
     pub async fn err(&mut self, code: u16, sqlstate: &str, message: &str) -> io::Result<()> {
+        self.capture_failed();
         let p = self.begin_packet();
         self.buf.push(0xFF);
         self.buf.extend_from_slice(&code.to_le_bytes());

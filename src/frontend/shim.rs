@@ -87,6 +87,7 @@ impl Shim {
                 self.shared.audit.clone(),
                 self.shared.metrics.clone(),
                 self.shared.decisions.clone(),
+                self.shared.results.clone(),
             ));
         }
         self.session.as_mut()

@@ -15,6 +15,9 @@ pub enum Decision {
         /// For a prepared statement: what each `?` must hold, in MariaDB's
         /// numbering. Empty for text queries.
         params: Vec<crate::guard::ParamRule>,
+        /// The tables the forwarded statement touches, and whether the result
+        /// cache may answer it (session/caching.rs).
+        access: Access,
     },
     /// Answer OK without touching the backend (e.g. `USE <the configured db>`,
     /// which the pinned backend connection already uses).
@@ -78,6 +81,29 @@ impl Rewrites {
             parts.join("; ")
         }
     }
+}
+
+/// What the result cache needs to know about an allowed statement: which
+/// policy tables the *forwarded* text names (generated tenant lookups
+/// included), and, for a SELECT it may answer, for how long.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Every policy table named, once each, in first-seen order.
+    pub tables: Vec<TableAccess>,
+    /// `Some(ttl)` only for a SELECT that reads nothing but tables with a
+    /// `cache_ttl` and calls nothing that is not provably deterministic
+    /// (guard/cacheable.rs); the TTL is the shortest of its tables'.
+    pub cache_ttl: Option<std::time::Duration>,
+}
+
+/// One policy table a statement names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableAccess {
+    /// Lowercase, as in the policy.
+    pub name: String,
+    /// `scope = "shared"` in the session's policy: the same rows for every
+    /// tenant, so a write to it concerns every tenant's cached results.
+    pub shared: bool,
 }
 
 /// SQL text that the guard produced from an AST it checked. Only the guard can

@@ -30,6 +30,7 @@ fn shipped(stem: &str) -> Policy {
         update_columns: Some(vec!["a".into(), "b".into()]),
         guards: Vec::new(),
         references: Vec::new(),
+        cache_ttl: None,
     };
     policy.tables.insert("t".into(), t);
     policy

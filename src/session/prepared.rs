@@ -14,8 +14,10 @@ use tokio::io::AsyncWrite;
 use std::time::Instant;
 
 use super::Session;
+use super::caching::{self, Plan};
 use crate::audit;
 use crate::backend::{BackendError, within};
+use crate::cache::Format;
 use crate::error;
 use crate::frontend::binary::{ExecuteError, parse_execute};
 use crate::frontend::packets::ResponseWriter;
@@ -35,6 +37,8 @@ pub(super) struct Prepared {
     received: String,
     kind: guard::StatementKind,
     lookups: Vec<guard::Lookup>,
+    /// Its tables and cacheability, for the result cache.
+    access: guard::Access,
     sql: CheckedSql,
     params: Vec<ParamRule>,
     /// The backend's statement; `None` after the pinned connection was lost
@@ -112,13 +116,20 @@ impl Session {
             std::sync::Arc::new(Decision::Deny(super::audit_unavailable()))
         };
         entry.kind = decision.kind().name();
-        let (kind, sql, params, lookups) = match &*decision {
+        let (kind, sql, params, lookups, access) = match &*decision {
             Decision::Allow {
                 kind,
                 sql,
                 params,
                 rewrites,
-            } => (*kind, sql.clone(), params.clone(), rewrites.lookups.clone()),
+                access,
+            } => (
+                *kind,
+                sql.clone(),
+                params.clone(),
+                rewrites.lookups.clone(),
+                access.clone(),
+            ),
             Decision::LocalOk { .. } => {
                 entry.message = Some("cannot be prepared".into());
                 self.finish(entry, "error", started).await;
@@ -171,6 +182,7 @@ impl Session {
                 received: received.to_string(),
                 kind,
                 lookups,
+                access,
                 sql,
                 params,
                 backend: Some(statement),
@@ -317,6 +329,25 @@ impl Session {
                 }
             }
         }
+        let params_key = caching::encode_params(&execute.values);
+        let Some(prepared) = self.prepared.by_id.get(&id) else {
+            return out
+                .err(1243, "HY000", "sqlguard: statement lost")
+                .await
+                .and(out.flush().await);
+        };
+        let plan = self.cache_plan(
+            prepared.kind,
+            &prepared.access,
+            prepared.sql.as_str(),
+            &params_key,
+            Format::Binary,
+        );
+        entry.cache = plan.audit();
+        if let Plan::Hit(rows) = &plan {
+            return self.answer_from_cache(entry, rows, started, &mut out).await;
+        }
+        let (kind, sql) = (prepared.kind, prepared.sql.clone());
         if prepared.backend.is_none() || self.pinned.as_ref().is_none_or(|c| c.is_disconnected()) {
             let (sql, count) = (prepared.sql.clone(), prepared.params.len());
             match self.prepare_on_backend(&sql, count).await {
@@ -348,6 +379,7 @@ impl Session {
             .unwrap_or_default();
         let deadline = self.backend.deadline();
         let limits = ResultLimits::of(&self.user.limits);
+        self.capture_for(&plan, &mut out);
         let conn = match self.pinned().await {
             Ok(conn) => conn,
             Err(e) => return out.client_error(&error::for_backend(&e)).await,
@@ -367,6 +399,15 @@ impl Session {
             Err(e) => return Err(self.client_gone(entry, started, e).await),
         };
         entry.backend_us = Some(super::micros(backend_started));
+        self.after_forwarded(
+            kind,
+            sql.as_str(),
+            &params_key,
+            Format::Binary,
+            plan,
+            &outcome,
+            &mut out,
+        );
         self.record_outcome(entry, &outcome, started).await;
         self.after_statement(&outcome);
         Ok(())
@@ -386,23 +427,25 @@ impl Session {
         else {
             return Ok(());
         };
-        let (kind, sql, params, lookups) = match guard::check_prepared(&received, &self.context()) {
-            Decision::Allow {
-                kind,
-                sql,
-                params,
-                rewrites,
-            } => (kind, sql, params, rewrites.lookups),
-            Decision::Deny(denial) => return Err(denial),
-            Decision::LocalOk { kind } => {
-                return Err(guard::Denial::new(
-                    guard::Rule::StatementNotAllowed,
+        let (kind, sql, params, lookups, access) =
+            match guard::check_prepared(&received, &self.context()) {
+                Decision::Allow {
                     kind,
-                    "this statement cannot be prepared",
-                    Some("send it as a text query".into()),
-                ));
-            }
-        };
+                    sql,
+                    params,
+                    rewrites,
+                    access,
+                } => (kind, sql, params, rewrites.lookups, access),
+                Decision::Deny(denial) => return Err(denial),
+                Decision::LocalOk { kind } => {
+                    return Err(guard::Denial::new(
+                        guard::Rule::StatementNotAllowed,
+                        kind,
+                        "this statement cannot be prepared",
+                        Some("send it as a text query".into()),
+                    ));
+                }
+            };
         let Some(prepared) = self.prepared.by_id.get_mut(&id) else {
             return Ok(());
         };
@@ -416,6 +459,7 @@ impl Session {
         prepared.sql = sql;
         prepared.params = params;
         prepared.lookups = lookups;
+        prepared.access = access;
         prepared.generation = generation;
         if let (Some(statement), Some(conn)) = (stale, self.pinned.as_mut()) {
             if conn.close(statement).await.is_err() {

@@ -67,6 +67,11 @@ pub fn test_config(db_port: u16) -> Config {
 
 /// Like [`test_config`], for a variant of the demo proxy.toml (e.g. with limits).
 pub fn config_from_toml(toml: &str, db_port: u16) -> Config {
+    config_with_policies(toml, db_port, &repo_path("policies"))
+}
+
+/// Like [`config_from_toml`], with the policies read from `policy_dir`.
+pub fn config_with_policies(toml: &str, db_port: u16, policy_dir: &Path) -> Config {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let audit = std::env::temp_dir().join(format!(
@@ -82,12 +87,7 @@ pub fn config_from_toml(toml: &str, db_port: u16) -> Config {
         backend_password: Some(BACKEND_PASSWORD.into()),
         ..Overrides::default()
     };
-    match config::load_str(
-        toml,
-        Path::new("proxy.toml"),
-        &repo_path("policies"),
-        &overrides,
-    ) {
+    match config::load_str(toml, Path::new("proxy.toml"), policy_dir, &overrides) {
         Ok(c) => c,
         Err(e) => panic!("demo proxy.toml does not load: {e}"),
     }
