@@ -32,6 +32,8 @@
 #   --only LIST       comma-separated subset of point_select,read_only,clawdbot,memory
 #   --out DIR         results directory (default target/bench)
 #   --keep            keep the temporary directory (MariaDB data, logs, audit log)
+#   --bin-dir DIR     use the sqlguard and examples/measure_client already built in
+#                     DIR (e.g. another commit's target/release) instead of building
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,6 +48,7 @@ ONLY="point_select,read_only,clawdbot,memory"
 OUT="${ROOT}/target/bench"
 INSTALL=1
 KEEP=0
+BIN_DIR=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) ROUNDS=1; SECONDS_PER_RUN=3; WARMUP=1; TABLE_SIZE=10000 ;;
@@ -57,6 +60,7 @@ while [ $# -gt 0 ]; do
         --only) ONLY="$2"; shift ;;
         --out) OUT="$2"; shift ;;
         --keep) KEEP=1 ;;
+        --bin-dir) BIN_DIR="$2"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -121,13 +125,19 @@ need mariadb mariadb-client no-service
 need sysbench sysbench
 need haproxy haproxy no-service
 need python3 python3
-have cargo || die "cargo not found: install the Rust toolchain (rustup)"
+[ -n "$BIN_DIR" ] || have cargo || die "cargo not found: install the Rust toolchain (rustup)"
 
 # ---------------------------------------------------------------- build
-log "building sqlguard (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin sqlguard --example measure_client)
-SQLGUARD="${ROOT}/target/release/sqlguard"
-CLIENT="${ROOT}/target/release/examples/measure_client"
+if [ -z "$BIN_DIR" ]; then
+    log "building sqlguard (release)"
+    (cd "$ROOT" && cargo build --release --quiet --bin sqlguard --example measure_client)
+    SQLGUARD="${ROOT}/target/release/sqlguard"
+    CLIENT="${ROOT}/target/release/examples/measure_client"
+else
+    SQLGUARD="${BIN_DIR}/sqlguard"
+    CLIENT="${BIN_DIR}/examples/measure_client"
+fi
+[ -x "$SQLGUARD" ] && [ -x "$CLIENT" ] || die "missing ${SQLGUARD} or ${CLIENT}"
 REPORT=(python3 "${BENCH}/report.py")
 
 # ---------------------------------------------------------------- state and cleanup
@@ -395,7 +405,7 @@ measure() {
     local workload="$1" threads="$2" mode="$3"
     local targets=(direct haproxy sqlguard)
     local cell="${workload}-${threads}t-${mode}"
-    log "${cell}: warm-up ${WARMUP}s per target"
+    [ "$WARMUP" -gt 0 ] && log "${cell}: warm-up ${WARMUP}s per target" || log "${cell}"
     local target
     if [ "$WARMUP" -gt 0 ]; then
         for target in "${targets[@]}"; do

@@ -13,6 +13,8 @@
 --   customer n of tenant t: id t * 100000 + n, phone +2126<t:2 digits><n:5 digits>
 
 SET NAMES utf8mb4;
+-- MariaDB stops a recursive CTE after 1,000 iterations by default.
+SET SESSION max_recursive_iterations = 100000;
 
 INSERT INTO tenants (id, name, slug, status)
 WITH RECURSIVE t (id) AS (SELECT 3 UNION ALL SELECT id + 1 FROM t WHERE id < 10)
