@@ -47,7 +47,9 @@ fn run(cmd: &mut Command, what: &str) -> String {
 #[test]
 fn script_and_report_parse() {
     run(
-        Command::new("bash").arg("-n").arg(root().join("scripts/bench.sh")),
+        Command::new("bash")
+            .arg("-n")
+            .arg(root().join("scripts/bench.sh")),
         "bash -n scripts/bench.sh",
     );
     // Compiles to memory only: no __pycache__ left in the repository.
@@ -108,7 +110,11 @@ fn clawdbot_statements(form: &str) -> Vec<String> {
     // sysbench prints its banner first.
     stdout
         .lines()
-        .filter(|l| ["SELECT ", "INSERT ", "UPDATE "].iter().any(|k| l.starts_with(k)))
+        .filter(|l| {
+            ["SELECT ", "INSERT ", "UPDATE "]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
         .map(str::to_string)
         .collect()
 }
@@ -117,7 +123,11 @@ fn clawdbot_statements(form: &str) -> Vec<String> {
 fn clawdbot_workload_sends_direct_what_the_guard_forwards() {
     let bot = clawdbot_statements("bot");
     let app = clawdbot_statements("app");
-    assert_eq!(bot.len(), app.len(), "both forms dump the same conversations");
+    assert_eq!(
+        bot.len(),
+        app.len(),
+        "both forms dump the same conversations"
+    );
     // 20 conversations of 8 to 10 statements, some with an order.
     assert!(bot.len() >= 160, "{} statements", bot.len());
     assert!(bot.iter().any(|s| s.starts_with("INSERT INTO orders")));
@@ -162,11 +172,7 @@ fn report_reads_sysbench_output() {
         "python3 scripts/bench/report.py sysbench",
     );
     let run: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
-    let field = |k: &str| {
-        run[k]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{k} in {stdout}"))
-    };
+    let field = |k: &str| run[k].as_f64().unwrap_or_else(|| panic!("{k} in {stdout}"));
     // The sample (a real run of oltp_point_select, 8 threads, --histogram=on)
     // and its own summary lines.
     assert_eq!(field("queries"), 35974.0);
