@@ -497,7 +497,8 @@ impl Metrics {
         ));
         families.push(counter_family(
             "sqlguard_audit_write_errors_total",
-            "Audit records that could not be written.",
+            "Failed attempts to write the audit log; a failing batch is retried with \
+             backoff and every failed attempt counts, so this is not a number of records.",
             audit
                 .write_errors
                 .load(std::sync::atomic::Ordering::Relaxed),
