@@ -1,5 +1,5 @@
 //! Entry points for the cargo-fuzz targets in `fuzz/` and for the replay of
-//! their findings (`tests/fuzz_regressions.rs`): hostile SQL text through the
+//! their findings (`tests/hostile_input.rs`): hostile SQL text through the
 //! guard, and hostile bytes through the front door (opensrv's handshake and
 //! command parsing behind sqlguard's `GuardedReader`/`GuardedWriter`, and
 //! `binary::parse_execute`). Pure: no sockets, no database.
@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use opensrv_mysql::{
-    AsyncMysqlIntermediary, AsyncMysqlShim, ErrorKind, InitWriter, IntermediaryOptions,
-    ParamParser, QueryResultWriter, StatementMetaWriter,
+    AsyncMysqlIntermediary, AsyncMysqlShim, Column, ColumnFlags, ColumnType, ErrorKind, InitWriter,
+    IntermediaryOptions, ParamParser, QueryResultWriter, StatementMetaWriter,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
@@ -85,10 +85,39 @@ impl AsyncRead for Input {
     }
 }
 
+/// At most this many prepared statements are open on a fuzzed connection
+/// (then a prepare is refused), so an input cannot grow memory without end.
+const MAX_FUZZ_STATEMENTS: usize = 64;
+/// At most this many parameters per fuzzed statement.
+const MAX_FUZZ_PARAMS: usize = 64;
+
+/// A prepared statement of the fuzzed connection.
+struct FuzzStatement {
+    params: usize,
+    /// Bound by the last execute that sent types (as a session keeps them).
+    types: Vec<(u8, bool)>,
+}
+
 /// A shim that lets anyone in and answers every command from the guard, so
 /// the fuzzer reaches the command phase on every input with a handshake.
+/// Prepares succeed (one parameter per `?`, as MariaDB counts them closely
+/// enough here), so opensrv knows the statement ids and COM_STMT_EXECUTE,
+/// COM_STMT_SEND_LONG_DATA and COM_STMT_CLOSE reach their handlers.
 struct FuzzShim {
     signals: Arc<ConnSignals>,
+    statements: HashMap<u32, FuzzStatement>,
+    next_id: u32,
+}
+
+/// A parameter's metadata in the prepare reply (the real session copies the
+/// backend's; its shape does not matter to the client-facing parsers).
+fn param_column() -> Column {
+    Column {
+        table: String::new(),
+        column: "?".into(),
+        coltype: ColumnType::MYSQL_TYPE_VAR_STRING,
+        colflags: ColumnFlags::empty(),
+    }
 }
 
 #[async_trait]
@@ -106,7 +135,21 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for FuzzShim {
         info: StatementMetaWriter<'a, W>,
     ) -> io::Result<()> {
         let _ = guard::check_prepared(query, &context());
-        info.error(ErrorKind::ER_UNKNOWN_ERROR, b"fuzz").await
+        if self.statements.len() >= MAX_FUZZ_STATEMENTS {
+            return info.error(ErrorKind::ER_UNKNOWN_ERROR, b"fuzz").await;
+        }
+        let params = query.matches('?').count().min(MAX_FUZZ_PARAMS);
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let id = self.next_id;
+        self.statements.insert(
+            id,
+            FuzzStatement {
+                params,
+                types: Vec::new(),
+            },
+        );
+        let columns: Vec<Column> = (0..params).map(|_| param_column()).collect();
+        info.reply(id, &columns, &[]).await
     }
 
     async fn on_execute<'a>(
@@ -116,26 +159,33 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for FuzzShim {
         results: QueryResultWriter<'a, W>,
     ) -> io::Result<()> {
         let mut input = self.signals.statement_input().take();
-        if let Some(payload) = input.execute.take() {
-            // As many parameters as the statement id says (0..=16), with the
-            // types of an earlier execute sometimes remembered.
-            let count = (id % 17) as usize;
-            let previous: Vec<(u8, bool)> = (0..count).map(|i| (i as u8 * 7, i % 2 == 0)).collect();
-            let types = if id & 0x100 != 0 {
-                &previous[..]
-            } else {
-                &[][..]
-            };
-            let _ = parse_execute(&payload, count, types, &mut input.long_data);
+        if let (Some(payload), Some(statement)) =
+            (input.execute.take(), self.statements.get_mut(&id))
+        {
+            // As the session does: the captured packet, not opensrv's
+            // (panicking) parameter parser.
+            if let Ok(execute) = parse_execute(
+                &payload,
+                statement.params,
+                &statement.types,
+                &mut input.long_data,
+            ) {
+                #[cfg(test)]
+                tests::EXECUTES_PARSED.with(|n| n.set(n.get() + 1));
+                if !execute.types.is_empty() {
+                    statement.types = execute.types;
+                }
+            }
         }
         self.signals.statement_input().put_back(input);
         results.error(ErrorKind::ER_UNKNOWN_ERROR, b"fuzz").await
     }
 
-    async fn on_close<'a>(&'a mut self, _stmt: u32)
+    async fn on_close<'a>(&'a mut self, stmt: u32)
     where
         W: 'async_trait,
     {
+        self.statements.remove(&stmt);
     }
 
     async fn on_query<'a>(
@@ -181,7 +231,11 @@ pub fn front_door(data: &[u8]) {
                 CancellationToken::new(),
             );
             let writer = GuardedWriter::new(tokio::io::sink(), signals.clone());
-            let shim = FuzzShim { signals };
+            let shim = FuzzShim {
+                signals,
+                statements: HashMap::new(),
+                next_id: 0,
+            };
             let options = IntermediaryOptions {
                 process_use_statement_on_query: true,
                 reject_connection_on_dbname_absence: false,
@@ -198,6 +252,23 @@ pub fn front_door(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// COM_STMT_EXECUTEs the fuzz shim parsed successfully on this thread.
+        pub(super) static EXECUTES_PARSED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// The handshake-and-commands seed reaches the execute handler through
+    /// opensrv (the prepare registered the statement id), and both executes
+    /// parse: the fuzzer starts from a real login, not from raw bytes.
+    #[test]
+    fn the_prepare_seed_reaches_the_execute_parser() {
+        EXECUTES_PARSED.with(|n| n.set(0));
+        front_door(include_bytes!(
+            "../tests/data/fuzz-regressions/front_door/seed-prepare-execute"
+        ));
+        assert_eq!(EXECUTES_PARSED.with(|n| n.get()), 2);
+    }
 
     #[test]
     fn entry_points_take_garbage() {

@@ -60,8 +60,9 @@ const UNKNOWN_KIND: usize = 12;
 const DECISIONS: [&str; 3] = ["allow", "deny", "error"];
 
 /// The families DESIGN.md promises (a contract: dashboards and alerts use
-/// these names). Also served: `sqlguard_backend_up`, `sqlguard_build_info`
-/// and the `process_*` families.
+/// these names). Also served: `sqlguard_backend_up`, `sqlguard_build_info`,
+/// `sqlguard_decision_cache_lookups_total`, `sqlguard_config_reloads_total`,
+/// `sqlguard_session_panics_total` and the `process_*` families.
 pub const DESIGN_FAMILIES: &[&str] = &[
     "sqlguard_queries_total",
     "sqlguard_denied_total",
@@ -205,6 +206,8 @@ pub struct Metrics {
     unknown_user: Arc<UserMetrics>,
     /// `sqlguard_config_reloads_total{result="ok"|"error"}` (SIGHUP).
     config_reloads: [IntCounter; 2],
+    /// Connections ended by a panic (frontend/listener.rs `contain_panic`).
+    pub session_panics: IntCounter,
 }
 
 impl Default for Metrics {
@@ -415,8 +418,17 @@ impl Metrics {
             config_reloads_vec.with_label_values(&["ok"]),
             config_reloads_vec.with_label_values(&["error"]),
         ];
+        let session_panics = register(
+            &registry,
+            constant!(IntCounter::new(
+                "sqlguard_session_panics_total",
+                "Client connections ended by a panic in sqlguard (a bug): that connection \
+                 was closed and its backend connection discarded; the others kept running."
+            )),
+        );
         let unknown_user = Arc::new(UserMetrics::new(UNKNOWN_USER, &queries, &denied));
         Metrics {
+            session_panics,
             config_reloads,
             registry,
             queries,
@@ -531,7 +543,8 @@ impl Metrics {
         ));
         families.push(counter_family(
             "sqlguard_audit_write_errors_total",
-            "Audit records that could not be written.",
+            "Failed attempts to write the audit log; a failing batch is retried with \
+             backoff and every failed attempt counts, so this is not a number of records.",
             audit
                 .write_errors
                 .load(std::sync::atomic::Ordering::Relaxed),
@@ -637,6 +650,7 @@ mod tests {
             "sqlguard_audit_write_errors_total 0",
             "sqlguard_client_connections 0",
             "sqlguard_backend_connections{state=\"pinned\"} 0",
+            "sqlguard_session_panics_total 0",
             "sqlguard_build_info{version=\"",
         ] {
             assert!(text.contains(needle), "{needle} missing:\n{text}");

