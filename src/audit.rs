@@ -351,15 +351,19 @@ mod tests {
         let log = AuditLog::open(&config(&path)).unwrap();
         log.write(entry("SELECT 1")).await;
         assert!(log.flush().await);
-        // The path turns into a directory: the writer notices that the path
-        // names another file, cannot open it, and keeps the record.
+        // The path turns into a directory: within its identity-check
+        // interval the writer notices that the path names another file
+        // (records until then go to the moved file), cannot open it, and
+        // keeps the records.
         std::fs::rename(&path, writer::rotated(&path, 1)).unwrap();
         std::fs::create_dir(&path).unwrap();
-        log.write(entry("SELECT 2")).await;
+        let mut written = 1u64;
         for _ in 0..200 {
             if !log.is_healthy() {
                 break;
             }
+            written += 1;
+            log.write(entry(&format!("SELECT {written}"))).await;
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert!(!log.is_healthy());
@@ -369,7 +373,10 @@ mod tests {
         assert!(log.is_healthy());
         let files = read::log_files(&path).unwrap();
         let verified = read::verify_files(&files).unwrap().unwrap();
-        assert_eq!((verified.records, verified.last_seq), (2, Some(2)));
+        assert_eq!(
+            (verified.records, verified.last_seq),
+            (written, Some(written))
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
